@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import urllib.request
+import tempfile
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from node.infra.process import InfraError, ManagedProcess, ensure_port_free
 
@@ -19,11 +21,10 @@ def anvil_binary(root: Path = PROJECT_ROOT) -> Path:
     return path
 
 
-def rpc_call(url: str, method: str, params: list[object] | None = None, timeout: float = 2.0) -> object:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}).encode()
-    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        reply = json.loads(response.read())
+def rpc_call(url: str, method: str, params: list[object] | None = None, timeout: float = 2.0) -> Any:
+    """One JSON-RPC call, synchronously (start-up, tests)."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}
+    reply = httpx.post(url, json=body, timeout=timeout).json()
     if "error" in reply:
         raise InfraError(f"anvil: {method} failed: {reply['error']}")
     return reply["result"]
@@ -55,7 +56,7 @@ class EmbeddedAnvil:
                 "--mnemonic", self.mnemonic, "--silent"]
         if self.block_time:
             argv += ["--block-time", str(self.block_time)]
-        log_dir = self.data_dir or Path("/tmp")
+        log_dir = self.data_dir or Path(tempfile.gettempdir())
         if self.data_dir is not None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             # --state loads on start and dumps on exit (SIGTERM), so a restart keeps the chain
@@ -66,8 +67,8 @@ class EmbeddedAnvil:
 
     def _ready(self) -> bool:
         try:
-            return rpc_call(self.url, "eth_chainId", timeout=0.5) == hex(self.chain_id)
-        except (OSError, InfraError, ValueError):
+            return bool(rpc_call(self.url, "eth_chainId", timeout=0.5) == hex(self.chain_id))
+        except (httpx.HTTPError, InfraError, ValueError):
             return False
 
     def stop(self) -> None:

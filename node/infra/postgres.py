@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import pwd
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,31 +15,40 @@ SERVICE_USER = "pgserver"  # postgres refuses to run as root
 
 
 def _bin_dir() -> Path:
-    try:
-        from pgserver._commands import POSTGRES_BIN_PATH
-    except ImportError as exc:  # pragma: no cover - install problem
-        raise InfraError("pgserver is not installed; run `make install`") from exc
-    return Path(POSTGRES_BIN_PATH)
+    # only the wheel's binaries are used; importing pgserver itself starts its own machinery
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or spec.origin is None:
+        raise InfraError("pgserver is not installed; run `make install`")
+    return Path(spec.origin).parent / "pginstall" / "bin"
+
+
+def _open_prefix(path: Path) -> None:
+    """Let the service user traverse every folder above ``path``."""
+    for parent in path.resolve().parents:
+        parent.chmod(parent.stat().st_mode | 0o055)
 
 
 def _run_as() -> str | None:
     if os.geteuid() != 0:
         return None
-    from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
-
-    ensure_user_exists(SERVICE_USER)
+    try:
+        pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        subprocess.run(["useradd", "-s", "/bin/false", SERVICE_USER], check=True, capture_output=True)
     bins = _bin_dir()
-    ensure_prefix_permissions(bins)
-    ensure_folder_permissions(bins.parent, 0o555)
+    _open_prefix(bins)
+    for root, _dirs, files in os.walk(bins.parent):
+        os.chmod(root, os.stat(root).st_mode | 0o055)  # noqa: S103 - binaries only, read+exec
+        for name in files:
+            file = os.path.join(root, name)
+            os.chmod(file, os.stat(file).st_mode | 0o055)  # noqa: S103 - binaries only, read+exec
     return SERVICE_USER
 
 
 def _chown_tree(path: Path, user: str | None) -> None:
     if user is None:
         return
-    from pgserver.utils import ensure_prefix_permissions
-
-    ensure_prefix_permissions(path)
+    _open_prefix(path)
     for root, dirs, files in os.walk(path):
         shutil.chown(root, user, user)
         for name in dirs + files:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 
 class InfraError(Exception):
@@ -37,13 +39,23 @@ def ensure_port_free(name: str, host: str, port: int) -> None:
         )
 
 
+def _die_with_parent(sig: int) -> Callable[[], None]:
+    """Linux PR_SET_PDEATHSIG: the child gets ``sig`` if we die, even by SIGKILL."""
+
+    def arm() -> None:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, sig, 0, 0, 0)
+
+    return arm
+
+
 @dataclass
 class ManagedProcess:
     """A server child in its own process group, so a signal to us never races it."""
 
     name: str
     argv: Sequence[str]
-    log_path: Path
+    log_path: Path | None  # None: the child writes to our terminal
     env: dict[str, str] | None = None
     user: str | None = None
     stop_signal: int = signal.SIGTERM
@@ -53,20 +65,24 @@ class ManagedProcess:
     def start(self) -> None:
         if not Path(self.argv[0]).exists():
             raise InfraError(f"{self.name}: {self.argv[0]} not found; run `make install` first")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        log: IO[bytes] | None = None
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         try:
             self.popen = subprocess.Popen(
                 list(self.argv),
                 stdout=log,
-                stderr=subprocess.STDOUT,
+                stderr=subprocess.STDOUT if log is not None else None,
                 stdin=subprocess.DEVNULL,
                 env=self.env,
                 user=self.user,
                 start_new_session=True,
+                preexec_fn=_die_with_parent(self.stop_signal),
             )
         finally:
-            log.close()
+            if log is not None:
+                log.close()
 
     @property
     def pid(self) -> int | None:
@@ -90,6 +106,8 @@ class ManagedProcess:
         raise InfraError(f"{self.name} was not ready after {timeout:.0f}s; see {self.log_path}")
 
     def log_tail(self, lines: int = 3) -> str:
+        if self.log_path is None:
+            return ""
         try:
             text = self.log_path.read_text(errors="replace").strip().splitlines()
         except OSError:

@@ -1,0 +1,1 @@
+"""HTTP interface: merchant REST, the SDK wire protocol, portals, admin."""

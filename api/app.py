@@ -1,0 +1,47 @@
+"""The API application: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from api.errors import install_error_handlers
+from api.middleware import RequestContext
+from api.routes import health
+from node.config import Settings
+from node.resources import Resources
+
+
+def create_app(settings: Settings, resources: Resources | None = None) -> FastAPI:
+    """Build the app. With ``resources`` given (tests) the caller owns the connections."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = resources is None
+        app.state.resources = resources or await Resources.open(settings, name="api")
+        try:
+            yield
+        finally:
+            if owned:
+                await app.state.resources.close()
+
+    app = FastAPI(
+        title="Open Pay node",
+        version="0.1.0",
+        description="Self-hosted crypto payments: USDT on BNB Smart Chain, priced and settled in LKR.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(
+        CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+        allow_headers=["*"], expose_headers=["X-Request-ID", "Retry-After", "X-RateLimit-Limit",
+                                             "X-RateLimit-Remaining", "X-RateLimit-Reset"],
+        max_age=86400,
+    )
+    app.add_middleware(RequestContext)
+    app.include_router(health.router)
+    return app

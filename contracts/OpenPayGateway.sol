@@ -1,0 +1,381 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.24;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+
+import {OpenPayDepositForwarder} from "./OpenPayDepositForwarder.sol";
+
+/// @notice What a merchant asks a customer to pay, signed by an OPERATOR key of the node.
+/// @dev `paymentId` and `merchantId` are UUIDs as 32 bytes: the 16 UUID bytes left-padded with
+///      zeros (`bytes32(uint256(uint128(uuid)))`). `amount` and `fee` are token base units
+///      (USDT on BSC has 18 decimals). `fiatAmount` is LKR cents. `rate` is LKR per 1 USDT as a
+///      fixed-point number with 8 decimals (the oracle's format): 300.50 LKR/USDT = 30050000000.
+///      `deadline` is a unix timestamp (seconds) after which `pay` rejects the intent.
+struct PaymentIntent {
+    bytes32 paymentId;
+    bytes32 merchantId;
+    address token;
+    uint256 amount;
+    uint256 fee;
+    uint256 fiatAmount;
+    uint256 rate;
+    uint256 deadline;
+}
+
+/// @title Open Pay gateway
+/// @notice Holds merchants' token balances and the platform treasury. Money only enters through
+///         `pay` (a signed intent, pulled with an allowance), `sweep` (a per-payment CREATE2
+///         deposit address that any wallet or exchange can send a plain transfer to) and
+///         `creditCollected` (subscription charges); it only leaves through `withdraw` (to the
+///         merchant's registered payout address), `refund` and `withdrawTreasury`.
+/// @dev Invariant, for every token: sum of merchant balances + treasury == token.balanceOf(this),
+///      as long as nobody transfers tokens to this contract directly (such stray tokens are not
+///      credited to anyone). Tokens must be plain ERC-20s (no fee-on-transfer, no rebasing):
+///      only allowlisted tokens are accepted.
+contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EIP712 {
+    using SafeERC20 for IERC20;
+
+    bytes32 public constant ADMIN_ROLE = DEFAULT_ADMIN_ROLE;
+    bytes32 public constant OPERATOR_ROLE = keccak256("OPERATOR_ROLE");
+    bytes32 public constant TREASURER_ROLE = keccak256("TREASURER_ROLE");
+    bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
+    /// @notice Contracts allowed to credit funds they moved into the gateway (subscriptions).
+    bytes32 public constant COLLECTOR_ROLE = keccak256("COLLECTOR_ROLE");
+
+    bytes32 public constant PAYMENT_INTENT_TYPEHASH = keccak256(
+        "PaymentIntent(bytes32 paymentId,bytes32 merchantId,address token,uint256 amount,uint256 fee,"
+        "uint256 fiatAmount,uint256 rate,uint256 deadline)"
+    );
+
+    /// @notice Implementation every deposit address is an EIP-1167 clone of.
+    address public immutable FORWARDER_IMPLEMENTATION;
+
+    /// @dev The allowlist flag and the treasury share one slot, so `pay` touches it once.
+    struct TokenState {
+        bool allowed;
+        uint248 treasury;
+    }
+
+    mapping(address token => TokenState) private _tokens;
+    mapping(bytes32 merchantId => mapping(address token => uint256)) private _balances;
+    mapping(bytes32 paymentId => bool) private _paid;
+    mapping(bytes32 merchantId => address) private _payoutAddresses;
+
+    event PaymentReceived(
+        bytes32 indexed paymentId,
+        bytes32 indexed merchantId,
+        address indexed payer,
+        address token,
+        uint256 amount,
+        uint256 fee,
+        uint256 fiatAmount,
+        uint256 rate
+    );
+    /// @notice `amount`, `fee`, `fiatAmount`, `rate` and `deadline` are the intent's;
+    ///         `received` arrived at the deposit address, `feeCharged` went to the treasury.
+    event DepositSwept(
+        bytes32 indexed paymentId,
+        bytes32 indexed merchantId,
+        address indexed depositAddress,
+        address token,
+        uint256 amount,
+        uint256 fee,
+        uint256 fiatAmount,
+        uint256 rate,
+        uint256 deadline,
+        uint256 received,
+        uint256 feeCharged
+    );
+    event Collected(
+        bytes32 indexed merchantId, address indexed token, address indexed collector, uint256 amount, uint256 fee
+    );
+    event Withdrawal(bytes32 indexed merchantId, address indexed token, address indexed to, uint256 amount);
+    event SettlementInitiated(
+        bytes32 indexed merchantId,
+        address indexed token,
+        bytes32 indexed reference,
+        uint256 amount,
+        uint256 rate,
+        uint256 fiatAmount
+    );
+    event Refunded(
+        bytes32 indexed paymentId, bytes32 indexed merchantId, address indexed to, address token, uint256 amount
+    );
+    event TreasuryWithdrawal(address indexed token, address indexed to, uint256 amount);
+    event PayoutAddressSet(bytes32 indexed merchantId, address indexed payoutAddress);
+    event TokenAllowed(address indexed token, bool allowed);
+
+    error InvalidSigner(address signer);
+    error IntentExpired(uint256 deadline);
+    error PaymentAlreadyUsed(bytes32 paymentId);
+    error TokenNotAllowed(address token);
+    error InvalidAmount();
+    error InvalidFee(uint256 amount, uint256 fee);
+    error InsufficientBalance(uint256 available, uint256 requested);
+    error PayoutAddressNotSet(bytes32 merchantId);
+    error ZeroAddress();
+
+    constructor(address admin) EIP712("OpenPayGateway", "1") {
+        if (admin == address(0)) revert ZeroAddress();
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        FORWARDER_IMPLEMENTATION = address(new OpenPayDepositForwarder(address(this)));
+    }
+
+    // ------------------------------------------------------------------ inflows
+
+    /// @notice Pays `intent` from the caller's allowance. The signature must come from an OPERATOR.
+    function pay(PaymentIntent calldata intent, bytes calldata signature) external whenNotPaused nonReentrant {
+        if (block.timestamp > intent.deadline) revert IntentExpired(intent.deadline);
+        address signer = ECDSA.recover(_hashTypedDataV4(_structHash(intent)), signature);
+        if (!hasRole(OPERATOR_ROLE, signer)) revert InvalidSigner(signer);
+        if (_paid[intent.paymentId]) revert PaymentAlreadyUsed(intent.paymentId);
+        uint256 amount = intent.amount;
+        uint256 fee = intent.fee;
+        if (amount == 0) revert InvalidAmount();
+        if (fee > amount) revert InvalidFee(amount, fee);
+        address token = intent.token;
+        TokenState storage state = _tokens[token];
+        if (!state.allowed) revert TokenNotAllowed(token);
+
+        _paid[intent.paymentId] = true;
+        unchecked {
+            // fee <= amount, and the token's total supply bounds every balance
+            _balances[intent.merchantId][token] += amount - fee;
+        }
+        state.treasury += uint248(fee);
+        IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
+        emit PaymentReceived(
+            intent.paymentId, intent.merchantId, msg.sender, token, amount, fee, intent.fiatAmount, intent.rate
+        );
+    }
+
+    /// @notice Moves what arrived at the intent's deposit address into the gateway.
+    /// @dev The fee is proportional to what arrived: `received * intent.fee / intent.amount`, rounded
+    ///      down (in the merchant's favour). An unlisted token or an empty deposit address sweeps
+    ///      nothing, emits nothing and does not revert, so one stale intent never blocks a batch.
+    ///      Sweeping again later moves whatever arrived since. The deadline is not checked: money
+    ///      that arrives late is still the customer's payment and the node decides what to do.
+    function sweep(PaymentIntent calldata intent) external onlyRole(OPERATOR_ROLE) whenNotPaused nonReentrant {
+        _sweep(intent, FORWARDER_IMPLEMENTATION);
+    }
+
+    /// @notice `sweep` for many intents in one transaction.
+    function sweepBatch(PaymentIntent[] calldata intents)
+        external
+        onlyRole(OPERATOR_ROLE)
+        whenNotPaused
+        nonReentrant
+    {
+        address implementation = FORWARDER_IMPLEMENTATION;
+        for (uint256 i = 0; i < intents.length; ++i) {
+            _sweep(intents[i], implementation);
+        }
+    }
+
+    /// @notice Credits `amount` that a COLLECTOR (the subscriptions contract) already moved into
+    ///         this contract; `fee` of it goes to the treasury.
+    function creditCollected(bytes32 merchantId, address token, uint256 amount, uint256 fee)
+        external
+        onlyRole(COLLECTOR_ROLE)
+        whenNotPaused
+    {
+        if (fee > amount) revert InvalidFee(amount, fee);
+        TokenState storage state = _tokens[token];
+        if (!state.allowed) revert TokenNotAllowed(token);
+        unchecked {
+            _balances[merchantId][token] += amount - fee;
+        }
+        state.treasury += uint248(fee);
+        emit Collected(merchantId, token, msg.sender, amount, fee);
+    }
+
+    // ------------------------------------------------------------------ outflows
+
+    /// @notice Sends `amount` of the merchant's balance to its registered payout address.
+    function withdraw(bytes32 merchantId, address token, uint256 amount)
+        external
+        onlyRole(OPERATOR_ROLE)
+        whenNotPaused
+        nonReentrant
+    {
+        address to = _payoutAddresses[merchantId];
+        if (to == address(0)) revert PayoutAddressNotSet(merchantId);
+        _debit(merchantId, token, amount);
+        IERC20(token).safeTransfer(to, amount);
+        emit Withdrawal(merchantId, token, to, amount);
+    }
+
+    /// @notice Returns `amount` of a payment from the merchant's balance to `to` (the payer or
+    ///         any address the customer gave).
+    function refund(bytes32 paymentId, bytes32 merchantId, address token, address to, uint256 amount)
+        external
+        onlyRole(OPERATOR_ROLE)
+        whenNotPaused
+        nonReentrant
+    {
+        if (to == address(0)) revert ZeroAddress();
+        _debit(merchantId, token, amount);
+        IERC20(token).safeTransfer(to, amount);
+        emit Refunded(paymentId, merchantId, to, token, amount);
+    }
+
+    /// @notice Moves merchant funds to the treasury, which pays the merchant in LKR off chain.
+    /// @param reference the settlement batch id; `rate` (8 decimals) and `fiatAmount` (LKR cents)
+    ///        are what the merchant is paid.
+    function settle(
+        bytes32 merchantId,
+        address token,
+        uint256 amount,
+        bytes32 reference,
+        uint256 rate,
+        uint256 fiatAmount
+    ) external onlyRole(TREASURER_ROLE) whenNotPaused {
+        _debit(merchantId, token, amount);
+        _tokens[token].treasury += uint248(amount);
+        emit SettlementInitiated(merchantId, token, reference, amount, rate, fiatAmount);
+    }
+
+    /// @notice Sends treasury funds (fees, settled amounts) to `to`, e.g. an exchange to sell for LKR.
+    function withdrawTreasury(address token, address to, uint256 amount)
+        external
+        onlyRole(TREASURER_ROLE)
+        whenNotPaused
+        nonReentrant
+    {
+        if (to == address(0)) revert ZeroAddress();
+        if (amount == 0) revert InvalidAmount();
+        TokenState storage state = _tokens[token];
+        uint256 available = state.treasury;
+        if (amount > available) revert InsufficientBalance(available, amount);
+        unchecked {
+            state.treasury = uint248(available - amount);
+        }
+        IERC20(token).safeTransfer(to, amount);
+        emit TreasuryWithdrawal(token, to, amount);
+    }
+
+    // ------------------------------------------------------------------ administration
+
+    function setPayoutAddress(bytes32 merchantId, address payoutAddress) external onlyRole(ADMIN_ROLE) {
+        if (payoutAddress == address(0)) revert ZeroAddress();
+        _payoutAddresses[merchantId] = payoutAddress;
+        emit PayoutAddressSet(merchantId, payoutAddress);
+    }
+
+    function setTokenAllowed(address token, bool allowed) external onlyRole(ADMIN_ROLE) {
+        if (token == address(0)) revert ZeroAddress();
+        _tokens[token].allowed = allowed;
+        emit TokenAllowed(token, allowed);
+    }
+
+    function pause() external onlyRole(PAUSER_ROLE) {
+        _pause();
+    }
+
+    function unpause() external onlyRole(PAUSER_ROLE) {
+        _unpause();
+    }
+
+    // ------------------------------------------------------------------ views
+
+    function balanceOf(bytes32 merchantId, address token) external view returns (uint256) {
+        return _balances[merchantId][token];
+    }
+
+    function treasuryBalance(address token) external view returns (uint256) {
+        return _tokens[token].treasury;
+    }
+
+    function isTokenAllowed(address token) external view returns (bool) {
+        return _tokens[token].allowed;
+    }
+
+    function isPaid(bytes32 paymentId) external view returns (bool) {
+        return _paid[paymentId];
+    }
+
+    function payoutAddress(bytes32 merchantId) external view returns (address) {
+        return _payoutAddresses[merchantId];
+    }
+
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    /// @notice The EIP-712 digest an OPERATOR signs; also the deposit address's CREATE2 salt.
+    function hashIntent(PaymentIntent calldata intent) public view returns (bytes32) {
+        return _hashTypedDataV4(_structHash(intent));
+    }
+
+    function depositAddress(PaymentIntent calldata intent) external view returns (address) {
+        return Clones.predictDeterministicAddress(FORWARDER_IMPLEMENTATION, hashIntent(intent));
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    function _structHash(PaymentIntent calldata intent) private pure returns (bytes32 digest) {
+        bytes32 typehash = PAYMENT_INTENT_TYPEHASH;
+        // keccak256(abi.encode(typehash, intent)) without the intermediate memory copy:
+        // every field is a static 32-byte word.
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, typehash)
+            calldatacopy(add(ptr, 0x20), intent, 0x100)
+            digest := keccak256(ptr, 0x120)
+        }
+    }
+
+    function _sweep(PaymentIntent calldata intent, address implementation) private {
+        address token = intent.token;
+        TokenState storage state = _tokens[token];
+        if (!state.allowed) return;
+        uint256 amount = intent.amount;
+        uint256 fee = intent.fee;
+        if (amount == 0) revert InvalidAmount();
+        if (fee > amount) revert InvalidFee(amount, fee);
+        bytes32 salt = _hashTypedDataV4(_structHash(intent));
+        address deposit = Clones.predictDeterministicAddress(implementation, salt);
+        uint256 received = IERC20(token).balanceOf(deposit);
+        if (received == 0) return;
+        if (deposit.code.length == 0) {
+            Clones.cloneDeterministic(implementation, salt);
+        }
+        OpenPayDepositForwarder(deposit).forward(token, received);
+
+        uint256 feeCharged = Math.mulDiv(received, fee, amount);
+        unchecked {
+            _balances[intent.merchantId][token] += received - feeCharged;
+        }
+        state.treasury += uint248(feeCharged);
+        emit DepositSwept(
+            intent.paymentId,
+            intent.merchantId,
+            deposit,
+            token,
+            amount,
+            fee,
+            intent.fiatAmount,
+            intent.rate,
+            intent.deadline,
+            received,
+            feeCharged
+        );
+    }
+
+    function _debit(bytes32 merchantId, address token, uint256 amount) private {
+        if (amount == 0) revert InvalidAmount();
+        uint256 available = _balances[merchantId][token];
+        if (amount > available) revert InsufficientBalance(available, amount);
+        unchecked {
+            _balances[merchantId][token] = available - amount;
+        }
+    }
+}

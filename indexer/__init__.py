@@ -1,0 +1,1 @@
+"""Follows the contracts into PostgreSQL."""

@@ -1,0 +1,119 @@
+"""`openpay`: run the node, its roles and its operations."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from enum import StrEnum
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+
+from node.config import Settings
+from node.infra.process import InfraError, ManagedProcess
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Open Pay node.")
+console = Console(stderr=True)
+
+
+class Role(StrEnum):
+    api = "api"
+    worker = "worker"
+    scheduler = "scheduler"
+    relay = "relay"
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (idempotent)."""
+    from node.db.migrate import upgrade
+
+    settings = Settings()
+    if not settings.database_url:
+        raise _fail("DATABASE_URL is not set; set it, or use `openpay dev` for an embedded database")
+    upgrade(settings)
+    console.print("migrations applied")
+
+
+@app.command()
+def run(role: Role) -> None:
+    """Run one role against the configured URLs (production)."""
+    from node import roles
+
+    settings = Settings()
+    missing = [name for name, value in (
+        ("DATABASE_URL", settings.database_url), ("REDIS_URL", settings.redis_url),
+        ("NATS_URL", settings.nats_url),
+    ) if not value]
+    if missing:
+        raise _fail(f"{', '.join(missing)} not set; configure them or use `openpay dev`")
+    runner = {Role.api: roles.run_api, Role.worker: roles.run_worker,
+              Role.scheduler: roles.run_scheduler, Role.relay: roles.run_relay}[role]
+    runner(settings)
+
+
+@app.command()
+def dev(
+    roles: str = typer.Option("api,worker,scheduler", help="Roles to run, comma separated"),
+) -> None:
+    """Run the whole node on embedded PostgreSQL, Redis, NATS and anvil."""
+    from node.devnode import DevNode
+
+    node = DevNode(Settings(), roles=[Role(r) for r in roles.split(",") if r])
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        node.start(console)
+        console.print(Panel(node.summary(), title="Open Pay node is running", expand=False))
+        while not stop.is_set():
+            dead = node.dead_role()
+            if dead:
+                console.print(f"[red]{dead} exited; stopping the node (see its log above)[/red]")
+                break
+            stop.wait(0.5)
+    except InfraError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        console.print("stopping…")
+        node.stop()
+        console.print("stopped")
+
+
+def role_process(role: Role, settings: Settings) -> ManagedProcess:
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": settings.database_url or "", "REDIS_URL": settings.redis_url or "",
+        "NATS_URL": settings.nats_url or "", "RPC_URL": settings.rpc_url or "",
+        "OPENPAY_CHAIN_ID": str(settings.chain_id), "OPENPAY_API_PORT": str(settings.api_port),
+        "OPENPAY_LOG_JSON": "false" if sys.stderr.isatty() else "true",
+    })
+    return ManagedProcess(f"openpay {role}", [sys.executable, "-m", "node.cli", "run", role.value],
+                          settings.data_dir / "logs" / f"{role.value}.log", env=env)
+
+
+def wait_http(url: str, timeout: float = 30.0) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,32 @@
+"""Alembic, driven from code: `openpay migrate`, `openpay dev` and the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+from node.config import Settings
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    config.set_main_option("file_template", "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s")
+    return config
+
+
+def upgrade(settings: Settings, revision: str = "head") -> None:
+    if not settings.database_url:
+        raise RuntimeError("DATABASE_URL is not set")
+    command.upgrade(alembic_config(settings.database_url), revision)
+
+
+def downgrade(settings: Settings, revision: str) -> None:
+    if not settings.database_url:
+        raise RuntimeError("DATABASE_URL is not set")
+    command.downgrade(alembic_config(settings.database_url), revision)

@@ -1,0 +1,3 @@
+"""Imports every domain's models so ``metadata`` knows all tables (for Alembic)."""
+
+import node.bus  # noqa: F401
