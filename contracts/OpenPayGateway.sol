@@ -101,7 +101,7 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
     event SettlementInitiated(
         bytes32 indexed merchantId,
         address indexed token,
-        bytes32 indexed reference,
+        bytes32 indexed settlementRef,
         uint256 amount,
         uint256 rate,
         uint256 fiatAmount
@@ -228,19 +228,19 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
     }
 
     /// @notice Moves merchant funds to the treasury, which pays the merchant in LKR off chain.
-    /// @param reference the settlement batch id; `rate` (8 decimals) and `fiatAmount` (LKR cents)
+    /// @param settlementRef the settlement batch id; `rate` (8 decimals) and `fiatAmount` (LKR cents)
     ///        are what the merchant is paid.
     function settle(
         bytes32 merchantId,
         address token,
         uint256 amount,
-        bytes32 reference,
+        bytes32 settlementRef,
         uint256 rate,
         uint256 fiatAmount
     ) external onlyRole(TREASURER_ROLE) whenNotPaused {
         _debit(merchantId, token, amount);
         _tokens[token].treasury += uint248(amount);
-        emit SettlementInitiated(merchantId, token, reference, amount, rate, fiatAmount);
+        emit SettlementInitiated(merchantId, token, settlementRef, amount, rate, fiatAmount);
     }
 
     /// @notice Sends treasury funds (fees, settled amounts) to `to`, e.g. an exchange to sell for LKR.
@@ -355,13 +355,19 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
             _balances[intent.merchantId][token] += received - feeCharged;
         }
         state.treasury += uint248(feeCharged);
+        _emitSwept(intent, deposit, received, feeCharged);
+    }
+
+    function _emitSwept(PaymentIntent calldata intent, address deposit, uint256 received, uint256 feeCharged)
+        private
+    {
         emit DepositSwept(
             intent.paymentId,
             intent.merchantId,
             deposit,
-            token,
-            amount,
-            fee,
+            intent.token,
+            intent.amount,
+            intent.fee,
             intent.fiatAmount,
             intent.rate,
             intent.deadline,
