@@ -21,7 +21,8 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = resources is None
-        app.state.resources = resources or await Resources.open(settings, name="api")
+        if owned:
+            app.state.resources = await Resources.open(settings, name="api")
         try:
             yield
         finally:
@@ -35,6 +36,8 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         lifespan=lifespan,
     )
     app.state.settings = settings
+    if resources is not None:
+        app.state.resources = resources
     install_error_handlers(app)
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],

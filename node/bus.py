@@ -274,7 +274,7 @@ class Consumer:
 
     async def _failed(self, msg: Msg, event: Event, exc: Exception) -> None:
         attempt = msg.metadata.num_delivered
-        log.warning("message failed", consumer=self.name, event=event.type, id=str(event.id),
+        log.warning("message failed", consumer=self.name, event_type=event.type, id=str(event.id),
                     attempt=attempt, error=repr(exc))
         if attempt >= self.settings.consumer_max_deliver:
             await self.js.publish(
@@ -289,13 +289,16 @@ class Consumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         subscription = await self._subscribe()
-        while not stop.is_set():
-            try:
-                messages = await subscription.fetch(self.batch, timeout=1)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            for msg in messages:
-                await self.handle(msg)
+        try:
+            while not stop.is_set():
+                try:
+                    messages = await subscription.fetch(self.batch, timeout=1)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    continue
+                for msg in messages:
+                    await self.handle(msg)
+        finally:
+            await subscription.unsubscribe()
 
 
 __all__ = [

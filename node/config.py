@@ -8,7 +8,6 @@ Passed or injected everywhere; nothing else reads ``os.environ``.
 from __future__ import annotations
 
 from enum import StrEnum
-from functools import cached_property
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -85,7 +84,7 @@ class Settings(BaseSettings):
                 return "postgresql+asyncpg://" + value[len(prefix):]
         return value
 
-    @cached_property
+    @property
     def rpc_urls(self) -> list[str]:
         """``RPC_URL`` may list several endpoints, comma separated, for failover."""
         return [url.strip() for url in (self.rpc_url or "").split(",") if url.strip()]

@@ -1,3 +1,5 @@
 pytest_plugins = [
     "tests.fixtures.anvil",
+    "tests.fixtures.infra",
+    "tests.fixtures.api",
 ]

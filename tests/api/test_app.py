@@ -1,0 +1,109 @@
+"""What any client sees of the app's skeleton: one error shape, request ids, health."""
+
+from __future__ import annotations
+
+import httpx
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from api.app import create_app
+from node.config import Settings
+
+
+class TestErrorShape:
+    async def test_unknown_route_is_json_404(self, client: httpx.AsyncClient) -> None:
+        reply = await client.get("/v1/no-such-thing")
+        assert reply.status_code == 404
+        assert reply.headers["content-type"].startswith("application/json")
+        assert reply.json() == {"error": {"code": "NOT_FOUND", "message": "route not found"}}
+
+    async def test_wrong_method_is_json_405(self, client: httpx.AsyncClient) -> None:
+        reply = await client.delete("/healthz")
+        assert reply.status_code == 405
+        assert reply.json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+    async def test_malformed_json_is_400_invalid_json(self, settings: Settings) -> None:
+        app = _app_with_echo_route(settings)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            reply = await http.post("/echo", content=b'{"amount": ', headers={"content-type": "application/json"})
+            assert reply.status_code == 400
+            assert reply.json() == {"error": {"code": "INVALID_JSON", "message": "malformed request body"}}
+
+            wrong_type = await http.post("/echo", json={"amount": "not a number"})
+            assert wrong_type.status_code == 400
+            assert wrong_type.json()["error"]["code"] == "VALIDATION_ERROR"
+            assert "amount" in wrong_type.json()["error"]["message"]
+
+    async def test_an_unexpected_failure_is_json_500_without_details(self, settings: Settings) -> None:
+        app = _app_with_echo_route(settings)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            reply = await http.get("/boom")
+        assert reply.status_code == 500
+        assert reply.json() == {"error": {"code": "INTERNAL_ERROR", "message": "internal error"}}
+
+
+class TestRequestId:
+    async def test_every_response_carries_a_request_id(self, client: httpx.AsyncClient) -> None:
+        ok = await client.get("/healthz")
+        missing = await client.get("/nowhere")
+        assert len(ok.headers["x-request-id"]) == 32
+        assert missing.headers["x-request-id"] != ok.headers["x-request-id"]
+
+    async def test_a_callers_request_id_is_kept(self, client: httpx.AsyncClient) -> None:
+        reply = await client.get("/healthz", headers={"X-Request-ID": "trace-abc-123"})
+        assert reply.headers["x-request-id"] == "trace-abc-123"
+
+
+class TestHealth:
+    async def test_healthz(self, client: httpx.AsyncClient) -> None:
+        reply = await client.get("/healthz")
+        assert reply.status_code == 200 and reply.json() == {"status": "ok"}
+
+    async def test_readyz_checks_every_dependency(self, client: httpx.AsyncClient) -> None:
+        reply = await client.get("/readyz")
+        assert reply.status_code == 200
+        assert reply.json()["checks"] == {"database": "ok", "redis": "ok", "nats": "ok", "rpc": "ok"}
+
+    async def test_readyz_is_503_when_the_chain_is_unreachable(self, settings: Settings) -> None:
+        from node.infra.process import free_port
+        from node.resources import Resources
+
+        broken = settings.model_copy(update={"rpc_url": f"http://127.0.0.1:{free_port()}"})
+        resources = await Resources.open(broken, name="readyz-test")
+        try:
+            transport = httpx.ASGITransport(app=create_app(broken, resources))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                reply = await http.get("/readyz")
+        finally:
+            await resources.close()
+        assert reply.status_code == 503
+        assert reply.json()["checks"]["database"] == "ok"
+        assert reply.json()["checks"]["rpc"] != "ok"
+
+    async def test_metrics_are_prometheus_text(self, client: httpx.AsyncClient) -> None:
+        await client.get("/healthz")
+        reply = await client.get("/metrics")
+        assert reply.status_code == 200
+        assert 'openpay_http_requests_total{method="GET",route="/healthz",status="200"}' in reply.text
+
+
+class _Echo(BaseModel):
+    amount: int
+
+
+def _app_with_echo_route(settings: Settings):  # type: ignore[no-untyped-def]
+    app = create_app(settings)
+    router = APIRouter()
+
+    @router.post("/echo")
+    async def echo(body: _Echo) -> dict[str, int]:
+        return {"amount": body.amount}
+
+    @router.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    app.include_router(router)
+    return app
