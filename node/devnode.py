@@ -47,7 +47,7 @@ class DevNode:
             f"Checkout   {api}/checkout/<paymentId>",
             f"Metrics    {api}/metrics",
             f"Chain RPC  {s.rpc_url}  (chain id {s.chain_id})",
-            f"Database   {s.database_url}",
+            f"Database   {(s.database_url or '').replace('+asyncpg', '')}",
             f"Redis      {s.redis_url}",
             f"NATS       {s.nats_url}",
             f"Data       {s.data_dir}",

@@ -1,0 +1,42 @@
+# Open Pay node. `make dev` runs it on embedded servers; `make test` runs the whole suite.
+# Every target installs what it needs and is safe to re-run.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: dev test lint install install-python install-npm clean help
+
+help:
+	@echo "make dev    run the node on embedded PostgreSQL, Redis, NATS and anvil"
+	@echo "make test   install what is needed, lint, and run the whole suite"
+	@echo "make lint   ruff and mypy"
+
+install: install-python install-npm
+
+install-python: $(VENV)/.installed
+install-npm: contracts/node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+contracts/node_modules/.installed: contracts/package.json contracts/package-lock.json
+	cd contracts && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+dev: install
+	$(BIN)/openpay dev
+
+lint: install-python
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: install lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf .openpay .build .pytest_cache .mypy_cache .ruff_cache
