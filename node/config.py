@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8080"
     cors_origins: list[str] = ["*"]
 
+    # metrics of the non-API roles (the API serves /metrics itself); 0 = off
+    metrics_port: int = 0
+
     # logs
     log_level: str = "INFO"
     log_json: bool = True

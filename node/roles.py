@@ -6,6 +6,7 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable
 
+import prometheus_client
 import structlog
 import uvicorn
 
@@ -27,6 +28,8 @@ async def _serve_until_stopped(name: str, settings: Settings,
                                tasks: Callable[[Resources, asyncio.Event], list[Awaitable[None]]]) -> None:
     stop = asyncio.Event()
     _stop_on_signals(stop)
+    if settings.metrics_port:
+        prometheus_client.start_http_server(settings.metrics_port, addr=settings.api_host)
     resources = await Resources.open(settings, name=name)
     log.info("role started", role=name)
     try:
