@@ -8,10 +8,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
 from eth_abi.exceptions import DecodingError
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from chain.compile import compiled
 from chain.errors import ChainError, CompileError

@@ -195,7 +195,9 @@ class FailoverAsyncProvider(AsyncJSONBaseProvider):
         await self.rpc.aclose()
 
 
-def make_async_web3(urls: str | Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, retries: int = 3) -> AsyncWeb3:
+def make_async_web3(
+    urls: str | Sequence[str], *, timeout: float = DEFAULT_TIMEOUT, retries: int = 3
+) -> AsyncWeb3[FailoverAsyncProvider]:
     """An AsyncWeb3 talking to ``urls`` (first that answers), with timeouts and retries."""
     return AsyncWeb3(FailoverAsyncProvider(urls, timeout=timeout, retries=retries))
 

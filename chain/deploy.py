@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.types import TxParams, TxReceipt
@@ -215,7 +216,7 @@ def deploy(
     else:
         token = to_checksum_address(token)
         token_is_mock = False
-        if not w3.eth.get_code(token):  # type: ignore[arg-type]
+        if not w3.eth.get_code(token):
             raise DeploymentError(f"token {token} has no code on chain {chain_id}")
     gateway, blocks["gateway"] = run.create("Deploy OpenPayGateway", gateway_art.deploy_data(deployer_address))
     subscriptions, blocks["subscriptions"] = run.create(
@@ -247,7 +248,7 @@ def deploy(
     implementation = to_checksum_address(
         gateway_art.decode_output(
             "FORWARDER_IMPLEMENTATION",
-            w3.eth.call({"to": gateway, "data": gateway_art.encode_call("FORWARDER_IMPLEMENTATION")}),  # type: ignore[typeddict-item]
+            w3.eth.call({"to": gateway, "data": gateway_art.encode_call("FORWARDER_IMPLEMENTATION")}),
         )[0]
     )
     deployment = Deployment(

@@ -6,7 +6,8 @@ intent (merchant, token, amount, fee, fiat amount, rate, deadline) before the cu
 
 from __future__ import annotations
 
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from chain.intents import IntentDomain, PaymentIntent
 

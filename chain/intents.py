@@ -14,8 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 from eth_account import Account
-from eth_keys import keys
-from eth_utils import keccak, to_checksum_address
+from eth_keys.datatypes import Signature
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from chain.errors import ChainError
 
@@ -200,7 +201,7 @@ def recover_signer(intent: PaymentIntent, domain: IntentDomain, signature: bytes
     if v not in (27, 28) or s > SECP256K1_N // 2 or not 0 < r < SECP256K1_N or s == 0:
         raise InvalidSignature("malformed or malleable signature")
     try:
-        public_key = keys.Signature(vrs=(v - 27, r, s)).recover_public_key_from_msg_hash(
+        public_key = Signature(vrs=(v - 27, r, s)).recover_public_key_from_msg_hash(
             intent.digest(domain)
         )
     except Exception as exc:  # eth_keys raises several types for points off the curve

@@ -315,6 +315,11 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
         return _hashTypedDataV4(_structHash(intent));
     }
 
+    /// @notice Who signed `intent` (what `pay` checks against OPERATOR_ROLE).
+    function intentSigner(PaymentIntent calldata intent, bytes calldata signature) external view returns (address) {
+        return ECDSA.recover(hashIntent(intent), signature);
+    }
+
     function depositAddress(PaymentIntent calldata intent) external view returns (address) {
         return Clones.predictDeterministicAddress(FORWARDER_IMPLEMENTATION, hashIntent(intent));
     }
