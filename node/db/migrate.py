@@ -1,4 +1,11 @@
-"""Alembic, driven from code: `openpay migrate`, `openpay dev` and the tests."""
+"""Alembic, driven from code: `openpay migrate`, `openpay dev` and the tests.
+
+Each domain owns a branch of migrations that starts at the foundation revision
+(``0001``) and carries the domain's name as branch label (``branch_labels =
+("payments",)``, revision ids like ``payments_0001``), since each domain keeps its
+tables in its own schema. ``upgrade`` applies every branch head, so domains add
+migrations without touching one another's. File names are date-prefixed.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +27,7 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(settings: Settings, revision: str = "head") -> None:
+def upgrade(settings: Settings, revision: str = "heads") -> None:
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set")
     command.upgrade(alembic_config(settings.database_url), revision)
