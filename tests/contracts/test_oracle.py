@@ -28,7 +28,7 @@ class TestOracle:
         for fn, args in (("latestRoundData", ()), ("getRoundData", (5,)), ("latestAnswer", ())):
             try:
                 contracts.call("OpenPayRateOracle", fn, *args)
-            except Exception as exc:  # noqa: BLE001 - Reverted, checked by name
+            except Exception as exc:
                 assert getattr(exc, "name", None) == "NoDataPresent"
             else:
                 raise AssertionError(f"{fn} did not revert")

@@ -137,7 +137,8 @@ class TestPlansAndSubscribe:
         for args in ((0, DAY, 0, 0), (UNIT, 0, 0, 0), (UNIT, DAY, 0, 10_001)):
             error = chain.expect_revert(OPERATOR, "OpenPaySubscriptions", "createPlan", subs.merchant, token, *args)
             assert error.name == "InvalidPlan"
-        error = chain.expect_revert(STRANGER, "OpenPaySubscriptions", "createPlan", subs.merchant, token, UNIT, DAY, 0, 0)
+        args = (subs.merchant, token, UNIT, DAY, 0, 0)
+        error = chain.expect_revert(STRANGER, "OpenPaySubscriptions", "createPlan", *args)
         assert error.name == "AccessControlUnauthorizedAccount"
 
     def test_subscribe_needs_allowance_for_one_period(self, subs: Subs) -> None:
