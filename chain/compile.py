@@ -161,3 +161,24 @@ def compiled(root: Path | None = None, *, force: bool = False) -> dict[str, Any]
         tmp = Path(handle.name)
     tmp.replace(path)
     return contracts
+
+
+def ensure_solcx_link(root: Path | None = None) -> Path:
+    """Makes ``<root>/.solcx/solc-v0.8.24`` point at the solc-js shim and returns the folder.
+
+    ape-solidity only runs compilers named ``solc-v<version>`` inside ``$SOLCX_BINARY_PATH``;
+    with this link (and ``SOLCX_BINARY_PATH=<root>/.solcx``) ``ape compile`` uses solc-js and
+    never downloads a compiler. Idempotent.
+    """
+    root = root or project_root()
+    folder = root / ".solcx"
+    folder.mkdir(exist_ok=True)
+    link = folder / f"solc-v{SOLC_VERSION}"
+    target = Path("..") / "tools" / "solc-shim.js"
+    if link.is_symlink() and Path(os.readlink(link)) == target:
+        return folder
+    tmp = folder / f".solc-v{SOLC_VERSION}.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    tmp.replace(link)
+    return folder

@@ -271,3 +271,43 @@ def deploy(
     if progress is not None:
         progress("Deployed", run.done, run.done)
     return deployment
+
+
+ROLE_IDS: dict[str, bytes] = {
+    "ADMIN": ADMIN_ROLE,
+    "OPERATOR": OPERATOR_ROLE,
+    "TREASURER": TREASURER_ROLE,
+    "PAUSER": PAUSER_ROLE,
+    "COLLECTOR": COLLECTOR_ROLE,
+    "REPORTER": REPORTER_ROLE,
+}
+"""Role name -> role id, for :func:`set_role` (the same ids in every contract)."""
+
+
+def set_role(
+    w3: Web3,
+    signer: TransactionSigner,
+    contract: str,
+    role: str,
+    account: str,
+    *,
+    grant: bool = True,
+    artifacts: Artifacts | None = None,
+    timeout: float = 120.0,
+) -> bool:
+    """Grants (or revokes) ``role`` on ``contract`` for ``account``; the signer must be the
+    contract's admin. Returns False when nothing needed to change."""
+    artifacts = artifacts or load_artifacts()
+    access = artifacts["OpenPayGateway"]  # AccessControl's ABI is the same in every contract
+    try:
+        role_id = ROLE_IDS[role.upper()]
+    except KeyError:
+        raise DeploymentError(f"unknown role {role!r}; one of {', '.join(ROLE_IDS)}") from None
+    contract, account = to_checksum_address(contract), to_checksum_address(account)
+    raw = w3.eth.call({"to": contract, "data": access.encode_call("hasRole", role_id, account)})
+    if bool(access.decode_output("hasRole", raw)[0]) == grant:
+        return False
+    run = _Deployer(w3, signer, 1, None, timeout)
+    fn = "grantRole" if grant else "revokeRole"
+    run.call(f"{fn} {role} {account}", contract, access.encode_call(fn, role_id, account))
+    return True
