@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
+from chain.errors import ChainError
+from indexer.follower import FinalityViolated
 from node.config import Settings
 from node.infra.process import InfraError, ManagedProcess
 
@@ -22,6 +24,7 @@ console = Console(stderr=True)
 
 class Role(StrEnum):
     api = "api"
+    indexer = "indexer"
     worker = "worker"
     scheduler = "scheduler"
     relay = "relay"
@@ -56,6 +59,14 @@ def run(role: Role) -> None:
     ) if not value]
     if missing:
         raise _fail(f"{', '.join(missing)} not set; configure them or use `openpay dev`")
+    if role is Role.indexer:
+        from indexer.service import run_indexer
+
+        try:
+            run_indexer(settings)
+        except (ChainError, FinalityViolated) as exc:
+            raise _fail(str(exc)) from None
+        return
     runner = {Role.api: roles.run_api, Role.worker: roles.run_worker,
               Role.scheduler: roles.run_scheduler, Role.relay: roles.run_relay}[role]
     runner(settings)
@@ -113,6 +124,48 @@ def wait_http(url: str, timeout: float = 30.0) -> bool:
             pass
         time.sleep(0.1)
     return False
+
+
+indexer_app = typer.Typer(no_args_is_help=True, help="The chain indexer.")
+app.add_typer(indexer_app, name="indexer")
+
+
+@indexer_app.command("status")
+def indexer_status() -> None:
+    """Cursor, head, lag and the last reorg."""
+    import asyncio
+
+    from rich.table import Table
+
+    from indexer.operations import status
+
+    try:
+        state = asyncio.run(status(Settings()))
+    except ChainError as exc:
+        raise _fail(str(exc)) from None
+    table = Table(show_header=False, box=None)
+    for label, value in (
+        ("chain", state.chain_id), ("head", state.head if state.head is not None else "RPC unreachable"),
+        ("cursor", state.cursor), ("finalized", state.finalized), ("lag (blocks)", state.lag_blocks),
+        ("logs stored", state.logs), ("last reorg", state.last_reorg or "none"),
+        ("indexer running", "yes" if state.leader_running else "no"),
+    ):
+        table.add_row(label, str(value))
+    Console().print(table)
+
+
+@indexer_app.command("resync")
+def indexer_resync(from_block: int = typer.Option(..., "--from", help="First block to read again")) -> None:
+    """Read blocks again from FROM: what is missing is added, nothing is counted twice."""
+    import asyncio
+
+    from indexer.operations import IndexerRunning, resync
+
+    try:
+        cursor = asyncio.run(resync(Settings(), from_block))
+    except (ChainError, IndexerRunning) as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"cursor moved to block {cursor}; the indexer reads from {cursor + 1} when it runs")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,17 @@ class Settings(BaseSettings):
     operator_key: SecretStr = SecretStr(DEV_OPERATOR_KEY)
     deployer_key: SecretStr = SecretStr(DEV_DEPLOYER_KEY)
 
+    # indexer: finality by the node's `finalized` tag ("tag") or by a confirmation depth ("depth")
+    indexer_finality: str = "depth"
+    indexer_confirmations: int = 15  # BSC default; `openpay dev` uses a short depth on its 1 s blocks
+    indexer_poll_interval_s: float = 0.5
+    indexer_initial_range: int = 2_000  # blocks per eth_getLogs, adapted as we go
+    indexer_max_range: int = 50_000
+    indexer_target_logs: int = 20_000  # grow the range while a fetch returns fewer logs than this
+    indexer_live_blocks: int = 100  # headers fetched per step at the tip
+    indexer_start_block: int | None = None  # default: the deployment's first block
+    deployment_file: Path | None = None  # default: <deployments_dir>/<chain_id>.json
+
     # messaging: outbox relay and consumers
     events_stream: str = "EVENTS"
     events_subject_prefix: str = "events"
@@ -76,6 +87,82 @@ class Settings(BaseSettings):
     consumer_max_deliver: int = 5
     consumer_ack_wait_s: float = 30.0
     outbox_retention_days: int = 7
+
+    # --- accounts, auth, rate limits, KYC, admin (node/auth, node/merchants, node/admin) ---
+    # HS256 secret for access JWTs; the dev default is refused in production
+    jwt_secret: SecretStr = SecretStr("dev-only-jwt-secret-change-me-0123456789abcdef")
+    jwt_issuer: str = "openpay"
+    access_token_ttl_s: int = 15 * 60
+    refresh_token_ttl_s: int = 7 * 24 * 3600
+    admin_access_token_ttl_s: int = 15 * 60
+    admin_refresh_token_ttl_s: int = 24 * 3600
+    challenge_token_ttl_s: int = 5 * 60
+    email_verification_ttl_s: int = 48 * 3600
+    password_reset_ttl_s: int = 30 * 60
+    invite_ttl_s: int = 7 * 24 * 3600
+    director_link_ttl_s: int = 7 * 24 * 3600
+    # encrypts secrets at rest (API keys' HMAC keys, TOTP secrets); the dev default is refused in production
+    secrets_key: SecretStr = SecretStr("dev-only-secrets-key-change-me-0123456789abcdef")
+    hmac_window_ms: int = 300_000
+    api_key_last_used_every_s: int = 60
+    totp_issuer: str = "Open Pay"
+    portal_url: str = "http://127.0.0.1:8080/portal"
+    admin_portal_url: str = "http://127.0.0.1:8080/admin"
+    # live payments of an INSTANT_ACCESS merchant, in USDT (whole units)
+    instant_access_cap_usdt: int = 5000
+    # rate limits: "<requests>/<seconds>" per route group and key; see node/ratelimit.py
+    rate_limits: dict[str, str] = {
+        "login_ip": "30/60", "login_account": "10/600", "totp": "5/300", "password_ip": "10/600",
+        "public_ip": "120/60", "api": "6000/60", "admin": "600/60",
+    }
+    # trusted reverse proxies whose X-Forwarded-For is believed (exact client IPs); empty = none
+    trusted_proxies: list[str] = []
+    # document storage: local directory under data_dir unless S3_URL (s3://bucket or http(s)://host/bucket)
+    storage_dir: Path | None = None
+    s3_bucket: str = "kyc-documents"
+    s3_region: str = "us-east-1"
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    upload_max_bytes: int = 32 * 1024 * 1024
+    director_document_max_bytes: int = 10 * 1024 * 1024
+    signed_link_ttl_s: int = 300
+    # the first admin, created by `openpay dev` (seed) only
+    demo_admin_email: str = "admin@openpay.local"
+    demo_merchant_email: str = "demo@openpay.local"
+
+    # --- webhooks (node/webhooks): signed deliveries, retries, SSRF guard ---
+    # encrypts merchants' ED25519 webhook signing keys at rest; the dev default is refused in production
+    webhook_keys_secret: SecretStr = SecretStr("dev-only-webhook-keys-secret-change-me-0123456789")
+    webhook_timeout_s: float = 10.0
+    # seconds to wait after failed attempt n (1-based); attempts = len(schedule) + 1. The original's
+    # 1, 2, 4, 8 min; a longer one (up to 3 days) may be configured
+    webhook_retry_schedule_s: list[float] = [60.0, 120.0, 240.0, 480.0]
+    webhook_retry_jitter: float = 0.1  # +- fraction of each wait
+    webhook_poll_interval_s: float = 1.0  # due retries are also found by polling, not only on wake-ups
+    webhook_max_in_flight: int = 256  # per worker process
+    webhook_endpoint_concurrency: int = 16  # per endpoint, per worker process
+    webhook_claim_batch: int = 200
+    # how long a claimed delivery is held by its worker before another may take it; None = 3 x timeout + 5 s
+    webhook_lease_s: float | None = None
+    webhook_response_cap_bytes: int = 64 * 1024  # read at most this much of a receiver's answer
+    webhook_response_excerpt_chars: int = 512  # kept in the delivery log
+    webhook_key_grace_s: float = 72 * 3600  # a rotated-out public key stays valid this long
+    # test-mode endpoints may use http:// on loopback; None = allowed unless environment is production
+    webhook_test_loopback: bool | None = None
+    webhook_retention_days: int = 30
+
+    # --- notifications (node/notifications): e-mail over SMTP ---
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_security: str = "none"  # none | starttls | tls (implicit TLS, usually port 465)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_s: float = 10.0
+    smtp_validate_certs: bool = True
+    mail_from: str = "Open Pay <no-reply@openpay.local>"
+    # seconds to wait after failed send n; then the notification is FAILED for good (still resendable)
+    notification_retry_schedule_s: list[float] = [30.0, 60.0, 300.0, 900.0, 3600.0, 6 * 3600.0]
+    notification_poll_interval_s: float = 1.0
 
     @field_validator("database_url")
     @classmethod

@@ -3,4 +3,7 @@ pytest_plugins = [
     "tests.fixtures.infra",
     "tests.fixtures.api",
     "tests.fixtures.contracts",
+    "tests.fixtures.indexing",
+    "tests.fixtures.webhooks",
+    "tests.fixtures.smtp",
 ]

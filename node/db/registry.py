@@ -1,3 +1,2 @@
 """Imports every domain's models so ``metadata`` knows all tables (for Alembic)."""
 
-import node.bus  # noqa: F401

@@ -1,0 +1,309 @@
+"""Follows the chain: cursor, confirmations, reorgs. Each step commits the logs it
+stored, what the domains' handlers did, their outbox messages and the cursor in ONE
+transaction, so a crash at any line repeats or loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chain.client import RpcClient
+from chain.errors import RpcError
+from chain.events import DECODERS, ChainEvent, EventDecodeError
+from indexer import metrics
+from indexer.dispatch import Dispatcher
+from indexer.fetcher import FetchedRange, LogFetcher
+from indexer.leader import LeaderLock
+from node.bus import announce
+from node.db import Database
+from node.indexing import repository
+from node.indexing.handlers import ChainScope
+from node.indexing.models import ChainLog
+from node.indexing.repository import LogRow
+
+log = structlog.get_logger(__name__)
+
+
+class FinalityViolated(Exception):
+    """A reorg reached a block we held final: the confirmation policy is too short for this chain."""
+
+
+@dataclass(frozen=True)
+class FinalityPolicy:
+    mode: str  # "tag" or "depth"
+    confirmations: int
+
+    async def finalized(self, rpc: RpcClient, head: int) -> int:
+        if self.mode == "tag":
+            with contextlib.suppress(RpcError):
+                block = await rpc.request("eth_getBlockByNumber", ["finalized", False])
+                if block:
+                    return min(head, int(block["number"], 16))
+        return head - self.confirmations
+
+
+@dataclass
+class Cursor:
+    number: int
+    hash: str | None
+    finalized: int
+
+
+def decode_rows(chain_id: int, logs: Sequence[dict[str, Any]], finalized: int
+                ) -> tuple[list[LogRow], list[ChainEvent]]:
+    """Typed events of the logs we know and the rows that store them."""
+    rows: list[LogRow] = []
+    events: list[ChainEvent] = []
+    decoders = DECODERS
+    for raw in logs:
+        topics = raw["topics"]
+        decoder = decoders.get(topics[0]) if topics else None
+        if decoder is None:
+            continue
+        try:
+            event = decoder(raw)
+        except (ValueError, TypeError, KeyError, IndexError, EventDecodeError) as exc:
+            log.warning("skipping a log that does not fit its event", tx=raw.get("transactionHash"),
+                        error=str(exc)[:200])
+            continue
+        events.append(event)
+        rows.append((chain_id, event.block_hash, event.log_index, event.block_number, event.transaction_hash,
+                     event.address, topics, raw["data"], type(event).__name__, event.block_number <= finalized))
+    return rows, events
+
+
+def stored_events(rows: Sequence[ChainLog]) -> list[ChainEvent]:
+    return [
+        DECODERS[row.topics[0]]({
+            "address": row.address, "blockNumber": hex(row.block_number), "blockHash": row.block_hash,
+            "transactionHash": row.transaction_hash, "logIndex": hex(row.log_index), "topics": row.topics,
+            "data": row.data,
+        })
+        for row in rows
+    ]
+
+
+class Follower:
+    def __init__(
+        self, db: Database, rpc: RpcClient, fetcher: LogFetcher, dispatcher: Dispatcher, scope: ChainScope,
+        policy: FinalityPolicy, *, start_block: int, live_blocks: int = 100, poll_interval: float = 0.5,
+        leader: LeaderLock | None = None,
+    ) -> None:
+        self.db = db
+        self.rpc = rpc
+        self.fetcher = fetcher
+        self.dispatcher = dispatcher
+        self.scope = scope
+        self.chain_id = scope.chain_id
+        self.policy = policy
+        self.start_block = start_block
+        self.live_blocks = live_blocks
+        self.poll_interval = poll_interval
+        self.leader = leader
+        self._prefetch: tuple[int, asyncio.Task[tuple[FetchedRange, dict[str, Any]]]] | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                if not await self.step():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self.poll_interval)
+        finally:
+            self._cancel_prefetch()
+
+    async def cursor(self) -> Cursor:
+        async with self.db.unit_of_work() as session:
+            row = await repository.get_cursor(session, self.chain_id)
+        if row is None:
+            return Cursor(self.start_block - 1, None, self.start_block - 1)
+        return Cursor(row.block_number, row.block_hash, row.finalized_number)
+
+    async def step(self) -> bool:
+        """One unit of progress; False when there was nothing to do."""
+        head = int(await self.rpc.request("eth_blockNumber"), 16)
+        finalized = min(head, await self.policy.finalized(self.rpc, head))
+        cursor = await self.cursor()
+        metrics.HEAD.set(head)
+        metrics.LAG_BLOCKS.set(max(0, head - cursor.number))
+        if cursor.number >= head:
+            if cursor.hash and await self._tip_replaced(cursor, head):
+                await self._reorg(cursor, head, finalized)
+                return True
+            if finalized > cursor.finalized:
+                async with self.db.unit_of_work() as session:
+                    await self._check_leader()
+                    await self._promote(session, finalized)
+                    await repository.save_cursor(session, self.chain_id, number=cursor.number,
+                                                 block_hash=cursor.hash or "", finalized=finalized, head=head)
+                metrics.FINALIZED.set(finalized)
+            return False
+        start = cursor.number + 1
+        if finalized - start >= self.live_blocks:
+            await self._backfill(cursor, start, finalized, head)
+        else:
+            await self._follow_tip(cursor, start, head, finalized)
+        return True
+
+    async def _tip_replaced(self, cursor: Cursor, head: int) -> bool:
+        """At (or past) the head: is the block we stopped at still the node's?"""
+        block = await self.rpc.request("eth_getBlockByNumber", [hex(min(head, cursor.number)), False])
+        if block is None:
+            return True
+        if head >= cursor.number:
+            return bool(block["hash"] != cursor.hash)
+        async with self.db.unit_of_work() as session:
+            stored = await repository.stored_block_hashes(session, self.chain_id, head, head)
+        return bool(stored.get(head) != block["hash"])
+
+    # ------------------------------------------------------------------ backfill (final blocks)
+
+    async def _fetch_final(self, start: int, limit: int) -> tuple[FetchedRange, dict[str, Any]]:
+        fetched = await self.fetcher.fetch(start, limit)
+        header = await self.rpc.request("eth_getBlockByNumber", [hex(fetched.end), False])
+        return fetched, header
+
+    def _cancel_prefetch(self) -> None:
+        if self._prefetch is not None:
+            self._prefetch[1].cancel()
+            self._prefetch = None
+
+    async def _backfill(self, cursor: Cursor, start: int, finalized: int, head: int) -> None:
+        if self._prefetch is not None and self._prefetch[0] == start:
+            task = self._prefetch[1]
+            self._prefetch = None
+        else:
+            self._cancel_prefetch()
+            task = asyncio.ensure_future(self._fetch_final(start, finalized))
+        fetched, header = await task
+        if fetched.end < finalized:
+            # fetch the next range while this one is written
+            self._prefetch = (fetched.end + 1,
+                              asyncio.ensure_future(self._fetch_final(fetched.end + 1, finalized)))
+        async with self.db.unit_of_work() as session:
+            await self._check_leader()
+            await self._apply(session, fetched.logs, [header], finalized, head, end=fetched.end,
+                              end_hash=header["hash"])
+
+    # ------------------------------------------------------------------ the tip (may reorg)
+
+    async def _headers(self, start: int, end: int) -> list[dict[str, Any]]:
+        calls = [("eth_getBlockByNumber", [hex(n), False]) for n in range(start, end + 1)]
+        headers = await self.rpc.batch(calls)
+        return [h for h in headers if h is not None]
+
+    async def _follow_tip(self, cursor: Cursor, start: int, head: int, finalized: int) -> None:
+        headers = await self._headers(start, min(head, start + self.live_blocks - 1))
+        if not headers:
+            return
+        if cursor.hash and headers[0]["parentHash"] != cursor.hash:
+            await self._reorg(cursor, head, finalized)
+            return
+        if not _linked(headers):
+            return  # the tip moved while we read it: read again
+        fetched = await self.fetcher.fetch(start, int(headers[-1]["number"], 16))
+        headers = headers[: fetched.end - start + 1]
+        if not _logs_match(fetched.logs, headers):
+            return
+        async with self.db.unit_of_work() as session:
+            await self._check_leader()
+            await self._apply(session, fetched.logs, headers, finalized, head, end=fetched.end,
+                              end_hash=headers[-1]["hash"])
+
+    async def _reorg(self, cursor: Cursor, head: int, finalized: int) -> None:
+        async with self.db.unit_of_work() as session:
+            stored = await repository.stored_block_hashes(session, self.chain_id, cursor.finalized, cursor.number)
+        fork = cursor.number
+        canonical: dict[str, Any] | None = None
+        while fork >= cursor.finalized:
+            canonical = await self.rpc.request("eth_getBlockByNumber", [hex(fork), False])
+            if canonical is not None and stored.get(fork) == canonical["hash"]:
+                break
+            fork -= 1
+        if fork < cursor.finalized or canonical is None:
+            raise FinalityViolated(
+                f"chain {self.chain_id}: blocks up to {cursor.finalized} were final but the node's chain "
+                f"differs there; raise the confirmation depth, then run `openpay indexer resync --from "
+                f"{max(0, cursor.finalized - 1000)}`"
+            )
+        async with self.db.unit_of_work() as session:
+            await self._check_leader()
+            orphaned = await repository.pending_logs_after(session, self.chain_id, fork)
+            if any(row.final for row in orphaned):
+                raise FinalityViolated(f"chain {self.chain_id}: a reorg at block {fork} drops final logs")
+            events = stored_events(orphaned)
+            await self.dispatcher.reverted(session, self.scope, events)
+            await repository.delete_after(session, self.chain_id, fork)
+            undone = [{"event": type(e).__name__, "block": e.block_number, "tx": e.transaction_hash,
+                       "logIndex": e.log_index} for e in events]
+            await repository.record_reorg(session, self.chain_id, fork, cursor.number, undone)
+            await announce(session, "chain.reorg", {
+                "chainId": self.chain_id, "forkBlock": fork, "oldHead": cursor.number,
+                "depth": cursor.number - fork, "undone": undone,
+            }, key=f"chain:{self.chain_id}")
+            # re-apply the canonical blocks in the same transaction
+            end = min(head, fork + self.live_blocks)
+            headers = await self._headers(fork + 1, end) if end > fork else []
+            if headers and headers[0]["parentHash"] == canonical["hash"] and _linked(headers):
+                fetched = await self.fetcher.fetch(fork + 1, int(headers[-1]["number"], 16))
+                headers = headers[: fetched.end - fork]
+                if not _logs_match(fetched.logs, headers):
+                    raise RpcError("the chain moved during a reorg; retrying")
+                await self._apply(session, fetched.logs, headers, finalized, head, end=fetched.end,
+                                  end_hash=headers[-1]["hash"])
+            else:
+                await repository.save_cursor(session, self.chain_id, number=fork, block_hash=canonical["hash"],
+                                             finalized=cursor.finalized, head=head)
+        metrics.REORGS.inc()
+        log.warning("reorg undone", fork_block=fork, old_head=cursor.number, depth=cursor.number - fork,
+                    undone=len(events))
+
+    # ------------------------------------------------------------------ one transaction
+
+    async def _apply(self, session: AsyncSession, logs: Sequence[dict[str, Any]],
+                     headers: Sequence[dict[str, Any]], finalized: int, head: int, *, end: int,
+                     end_hash: str) -> None:
+        rows, events = decode_rows(self.chain_id, logs, finalized)
+        new_keys = await repository.insert_logs(session, rows)
+        if new_keys is not None:
+            events = [e for e in events if (e.block_hash, e.log_index) in new_keys]
+        await self.dispatcher.seen(session, self.scope, events)
+        await self._promote(session, finalized)
+        final_now = [e for e in events if e.block_number <= finalized]
+        if final_now:
+            await self.dispatcher.final(session, self.scope, final_now)
+        await repository.save_blocks(session, self.chain_id, [h for h in headers if h is not None])
+        await repository.prune_blocks(session, self.chain_id, below=finalized)
+        await repository.save_cursor(session, self.chain_id, number=end, block_hash=end_hash,
+                                     finalized=finalized, head=head)
+        for event in events:
+            metrics.EVENTS.labels(type(event).__name__).inc()
+        metrics.CURSOR.set(end)
+        metrics.FINALIZED.set(finalized)
+        if headers:
+            metrics.LAG_SECONDS.set(max(0.0, time.time() - int(headers[-1]["timestamp"], 16)))
+
+    async def _promote(self, session: AsyncSession, finalized: int) -> None:
+        promoted = await repository.promote_final(session, self.chain_id, finalized)
+        if promoted:
+            await self.dispatcher.final(session, self.scope, stored_events(promoted))
+
+    async def _check_leader(self) -> None:
+        if self.leader is not None:
+            await self.leader.check()
+
+
+def _linked(headers: Sequence[dict[str, Any]]) -> bool:
+    return all(b["parentHash"] == a["hash"] for a, b in itertools.pairwise(headers))
+
+
+def _logs_match(logs: Sequence[dict[str, Any]], headers: Sequence[dict[str, Any]]) -> bool:
+    hashes = {int(h["number"], 16): h["hash"] for h in headers}
+    return all(hashes.get(int(lg["blockNumber"], 16)) == lg["blockHash"] for lg in logs)

@@ -1,0 +1,102 @@
+"""`openpay run indexer`: wires the fetcher, follower, dispatch and leader lock for one chain."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import prometheus_client
+import structlog
+
+from chain.client import RpcClient
+from chain.deploy import Deployment, deployment_path
+from chain.errors import DeploymentError
+from indexer.dispatch import Dispatcher
+from indexer.fetcher import DepositWatch, LogFetcher
+from indexer.follower import FinalityPolicy, Follower
+from indexer.leader import LeaderLock
+from node.config import Settings
+from node.db import Database
+from node.indexing.handlers import ChainHandler, ChainScope
+from node.indexing.registry import chain_handlers, deposit_watch
+from node.logs import configure_logging
+
+log = structlog.get_logger(__name__)
+
+
+def load_deployment(settings: Settings) -> Deployment:
+    path = settings.deployment_file or deployment_path(settings.deployments_dir, settings.chain_id)
+    if not Path(path).exists():
+        raise DeploymentError(
+            f"no deployments file at {path}; deploy the contracts first (`openpay dev` does it locally, "
+            f"`ape run deploy` on BSC) or set OPENPAY_DEPLOYMENT_FILE"
+        )
+    return Deployment.load(Path(path))
+
+
+def scope_of(deployment: Deployment) -> ChainScope:
+    return ChainScope(chain_id=deployment.chain_id, gateway=deployment.gateway.lower(),
+                      subscriptions=deployment.subscriptions.lower(), oracle=deployment.oracle.lower(),
+                      token=deployment.token.lower())
+
+
+def build_follower(
+    settings: Settings, db: Database, rpc: RpcClient, deployment: Deployment, *,
+    handlers: list[ChainHandler] | None = None, leader: LeaderLock | None = None,
+    watch: DepositWatch | None = None, extra_addresses: tuple[str, ...] = (),
+) -> Follower:
+    addresses = [deployment.gateway, deployment.subscriptions, deployment.oracle, *extra_addresses]
+    if deployment.event_emitter:  # dev and test chains only: the benchmark's event source
+        addresses.append(deployment.event_emitter)
+    fetcher = LogFetcher(
+        rpc, addresses, token=deployment.token, deposit_watch=watch,
+        initial_range=settings.indexer_initial_range, max_range=settings.indexer_max_range,
+        target_logs=settings.indexer_target_logs,
+    )
+    start = settings.indexer_start_block if settings.indexer_start_block is not None else deployment.start_block
+    return Follower(
+        db, rpc, fetcher, Dispatcher(handlers if handlers is not None else chain_handlers()),
+        scope_of(deployment), FinalityPolicy(settings.indexer_finality, settings.indexer_confirmations),
+        start_block=start, live_blocks=settings.indexer_live_blocks,
+        poll_interval=settings.indexer_poll_interval_s, leader=leader,
+    )
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    deployment = load_deployment(settings)
+    db = Database.from_settings(settings)
+    rpc = RpcClient(settings.rpc_urls)
+    dsn = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    leader = LeaderLock(dsn, deployment.chain_id)
+    try:
+        acquire = asyncio.ensure_future(leader.acquire())
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([acquire, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if not acquire.done():
+            acquire.cancel()
+            return
+        stopped.cancel()
+        follower = build_follower(settings, db, rpc, deployment, leader=leader, watch=deposit_watch(db))
+        log.info("indexing", chain_id=deployment.chain_id, gateway=deployment.gateway,
+                 from_block=follower.start_block)
+        await follower.run(stop)
+    finally:
+        await leader.release()
+        await rpc.aclose()
+        await db.dispose()
+
+
+def run_indexer(settings: Settings) -> None:
+    configure_logging(settings, role="indexer")
+    if settings.metrics_port:
+        prometheus_client.start_http_server(settings.metrics_port, addr=settings.api_host)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    asyncio.run(main())

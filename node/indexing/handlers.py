@@ -1,0 +1,50 @@
+"""How domains react to chain events: the contract between the indexer and ``node/``.
+
+A handler sees events in three moments, each inside the indexer's batch transaction
+(with the cursor advance and any outbox messages):
+
+- ``seen``: the log is in a block at the tip, not final yet (may still be reorged away);
+- ``final``: the block is final; effects here are never undone;
+- ``reverted``: a reorg dropped the block before it became final: undo what ``seen`` did.
+
+During a backfill of final blocks a handler gets ``seen`` and then ``final`` for the
+same events in the same transaction. Handlers get whole batches (in chain order) so
+they can aggregate: the indexer's throughput depends on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chain.events import ChainEvent
+
+
+@dataclass(frozen=True)
+class ChainScope:
+    """The chain and our contracts' addresses (lowercase), as handlers compare them."""
+
+    chain_id: int
+    gateway: str
+    subscriptions: str
+    oracle: str
+    token: str
+
+
+class ChainHandler:
+    """Base with no-op moments; subclasses set ``events`` and override what they need."""
+
+    name: ClassVar[str] = "handler"
+    events: ClassVar[tuple[type[ChainEvent], ...]] = ()
+
+    async def seen(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
+        return None
+
+    async def final(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
+        return None
+
+    async def reverted(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
+        return None

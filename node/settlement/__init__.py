@@ -1,0 +1,1 @@
+"""Balances, withdrawals, treasury and LKR settlement: every balance a projection of indexed events."""
