@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from node.admin import accounts as admin_accounts
+from node.auth.context import RequestMeta as NodeRequestMeta
+from node.auth.hmac_signing import MISSING_HEADERS
+from node.auth.principal import (
+    ADMIN_ROLE_PERMISSIONS,
+    ROLE_PERMISSIONS,
+    AdminPrincipal,
+    MerchantPrincipal,
+    Mode,
+)
+from node.auth.tokens import ADMIN_AUDIENCE, MERCHANT_AUDIENCE, decode_jwt, subject_of
 from node.config import Settings as NodeSettings
+from node.errors import Forbidden, Unauthorized
+from node.merchants import hmac_auth
+from node.merchants import repository as merchants_repo
+from node.ratelimit import RateLimiter
 from node.resources import Resources as NodeResources
 
 
@@ -31,3 +46,192 @@ async def _session(resources: Annotated[NodeResources, Depends(_resources)]) -> 
 Resources = Annotated[NodeResources, Depends(_resources)]
 Settings = Annotated[NodeSettings, Depends(_settings)]
 Session = Annotated[AsyncSession, Depends(_session)]
+
+
+# --- authentication and authorisation (accounts) -------------------------------------------------
+# CurrentMerchant: a portal user (Bearer access JWT) or an API key (HMAC headers, wire protocol).
+# ApiKeyMerchant: HMAC only (the SDK routes). require_permission("payments:write") for merchant
+# routes; AdminUser + require_admin_permission("merchants:approve") for admin routes.
+
+
+def client_ip(request: Request) -> str | None:
+    """The peer address; X-Forwarded-For is believed only from ``settings.trusted_proxies``
+    (the original trusted any client's header: defect 13)."""
+    peer = request.client.host if request.client else None
+    settings: NodeSettings = request.app.state.settings
+    if peer is None or peer not in settings.trusted_proxies:
+        return peer
+    forwarded = [part.strip() for part in request.headers.get("x-forwarded-for", "").split(",") if part.strip()]
+    for hop in reversed(forwarded):
+        if hop not in settings.trusted_proxies:
+            return hop
+    return peer
+
+
+def _meta(request: Request) -> NodeRequestMeta:
+    return NodeRequestMeta(ip=client_ip(request), user_agent=request.headers.get("user-agent"))
+
+
+RequestMeta = Annotated[NodeRequestMeta, Depends(_meta)]
+
+
+def _limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is None:
+        resources: NodeResources = request.app.state.resources
+        limiter = RateLimiter(resources.redis, request.app.state.settings)
+        request.app.state.rate_limiter = limiter
+    return limiter
+
+
+Limiter = Annotated[RateLimiter, Depends(_limiter)]
+
+
+def rate_limit(group: str) -> Callable[..., Awaitable[None]]:
+    """Per client IP limit for unauthenticated route groups (login, public pages)."""
+
+    async def check(request: Request, response: Response, limiter: Limiter) -> None:
+        decision = await limiter.check(group, client_ip(request) or "unknown")
+        if decision is not None:
+            response.headers.update(decision.headers())
+
+    return check
+
+
+def _signed_path(request: Request) -> str:
+    # the path exactly as sent, plus the raw query string: nothing re-encoded or sorted
+    raw: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
+    query: bytes = request.scope.get("query_string") or b""
+    path = raw.decode("latin-1").split("?", 1)[0]
+    return path + ("?" + query.decode("latin-1") if query else "")
+
+
+async def _hmac_principal(request: Request, session: AsyncSession, resources: NodeResources) -> MerchantPrincipal:
+    headers = request.headers
+    principal = await hmac_auth.authenticate(
+        session, resources.redis, resources.settings, key_id=headers.get("x-api-key"),
+        timestamp=headers.get("x-timestamp"), given_signature=headers.get("x-signature"),
+        method=request.method, path=_signed_path(request), body=await request.body(),
+        client_ip=client_ip(request),
+    )
+    return principal
+
+
+async def _jwt_principal(request: Request, token: str, session: AsyncSession,
+                         settings: NodeSettings) -> MerchantPrincipal:
+    claims = decode_jwt(settings, token, audience=MERCHANT_AUDIENCE)
+    # role, branch and merchant status come from the database, so a role change, a deactivated
+    # user or a suspended merchant takes effect at the next request, not when the token expires
+    caller = await merchants_repo.active_portal_caller(session, subject_of(claims))
+    if caller is None:
+        raise Unauthorized("invalid token")
+    mode: Mode = "test" if request.headers.get("x-openpay-mode", "").lower() == "test" else "live"
+    return MerchantPrincipal(
+        merchant_id=caller.merchant_id, user_id=caller.user_id, role=caller.role,  # type: ignore[arg-type]
+        branch_id=caller.branch_id, mode=mode, api_key_id=None,
+        permissions=ROLE_PERMISSIONS.get(caller.role, frozenset()), kyc_status=caller.kyc_status,
+    )
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def _limit_principal(limiter: RateLimiter, response: Response, principal: MerchantPrincipal) -> None:
+    subject = f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
+    decision = await limiter.check("api", subject)
+    if decision is not None:
+        response.headers.update(decision.headers())
+
+
+async def _current_merchant(request: Request, response: Response, session: Session, resources: Resources,
+                            limiter: Limiter) -> MerchantPrincipal:
+    if any(h in request.headers for h in ("x-api-key", "x-signature", "x-timestamp")):
+        principal = await _hmac_principal(request, session, resources)
+    else:
+        token = _bearer(request)
+        if token is None:
+            raise Unauthorized("missing credentials: a Bearer token or API key signature headers")
+        principal = await _jwt_principal(request, token, session, resources.settings)
+    await _limit_principal(limiter, response, principal)
+    return principal
+
+
+async def _api_key_merchant(request: Request, response: Response, session: Session, resources: Resources,
+                            limiter: Limiter) -> MerchantPrincipal:
+    if _bearer(request) is not None and "x-api-key" not in request.headers:
+        raise Unauthorized(MISSING_HEADERS)
+    principal = await _hmac_principal(request, session, resources)
+    await _limit_principal(limiter, response, principal)
+    return principal
+
+
+CurrentMerchant = Annotated[MerchantPrincipal, Depends(_current_merchant)]
+ApiKeyMerchant = Annotated[MerchantPrincipal, Depends(_api_key_merchant)]
+
+
+def require_permission(permission: str) -> Callable[..., Awaitable[MerchantPrincipal]]:
+    """A dependency for merchant routes: the caller (JWT or API key) must hold ``permission``.
+
+    Use as ``principal: Annotated[MerchantPrincipal, Depends(require_permission("payments:write"))]``.
+    """
+
+    async def check(principal: CurrentMerchant) -> MerchantPrincipal:
+        if not principal.can(permission):
+            raise Forbidden(f"missing permission {permission}")
+        return principal
+
+    check.permission = permission  # type: ignore[attr-defined]  # read by the permission tests
+    return check
+
+
+def require_portal_permission(permission: str) -> Callable[..., Awaitable[MerchantPrincipal]]:
+    """Like ``require_permission`` but for portal users only (JWT): team, keys, KYC, security."""
+
+    async def check(principal: CurrentMerchant) -> MerchantPrincipal:
+        if principal.user_id is None:
+            raise Forbidden("this route needs a portal user, not an API key")
+        if not principal.can(permission):
+            raise Forbidden(f"missing permission {permission}")
+        return principal
+
+    check.permission = permission  # type: ignore[attr-defined]
+    return check
+
+
+PASSWORD_CHANGE_PATHS = frozenset({"/v1/admin/auth/change-password", "/v1/admin/auth/me",
+                                   "/v1/admin/auth/logout"})
+
+
+async def _admin_user(request: Request, response: Response, session: Session, settings: Settings,
+                      limiter: Limiter) -> AdminPrincipal:
+    token = _bearer(request)
+    if token is None:
+        raise Unauthorized("missing Bearer token")
+    claims = decode_jwt(settings, token, audience=ADMIN_AUDIENCE)
+    admin = await admin_accounts.get(session, subject_of(claims))
+    if admin is None or not admin.is_active:
+        raise Unauthorized("invalid token")
+    if admin.must_change_password and request.scope["path"] not in PASSWORD_CHANGE_PATHS:
+        raise admin_accounts.PasswordChangeRequired("change your password first")
+    decision = await limiter.check("admin", f"admin:{admin.id}")
+    if decision is not None:
+        response.headers.update(decision.headers())
+    return AdminPrincipal(admin_id=admin.id, email=admin.email, role=admin.role,  # type: ignore[arg-type]
+                          permissions=ADMIN_ROLE_PERMISSIONS.get(admin.role, frozenset()))
+
+
+AdminUser = Annotated[AdminPrincipal, Depends(_admin_user)]
+
+
+def require_admin_permission(permission: str) -> Callable[..., Awaitable[AdminPrincipal]]:
+    """A dependency for admin routes: ``Depends(require_admin_permission("merchants:approve"))``."""
+
+    async def check(admin: AdminUser) -> AdminPrincipal:
+        if not admin.can(permission):
+            raise Forbidden(f"missing admin permission {permission}")
+        return admin
+
+    check.permission = permission  # type: ignore[attr-defined]
+    return check

@@ -4,6 +4,7 @@ pytest_plugins = [
     "tests.fixtures.api",
     "tests.fixtures.contracts",
     "tests.fixtures.indexing",
+    "tests.fixtures.accounts",
     "tests.fixtures.webhooks",
     "tests.fixtures.smtp",
 ]

@@ -1,0 +1,1 @@
+"""Admin: platform admin users and roles, audit log, platform settings, legal documents."""

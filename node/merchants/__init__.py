@@ -1,0 +1,1 @@
+"""Merchants: accounts, users and roles, branches, API keys, KYC (directors, documents)."""
