@@ -19,6 +19,10 @@ def build_scheduler(resources: Resources) -> AsyncIOScheduler:
     relay = OutboxRelay(resources.db, resources.js, resources.settings)
     scheduler.add_job(relay.purge_published, "interval", hours=1, id="outbox.purge",
                       coalesce=True, max_instances=1)
+    from node.webhooks.tasks import purge_old_deliveries
+
+    scheduler.add_job(purge_old_deliveries, "interval", hours=6, id="webhooks.purge", coalesce=True,
+                      max_instances=1, args=[resources.db, resources.settings.webhook_retention_days])
     return scheduler
 
 

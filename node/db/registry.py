@@ -5,3 +5,4 @@ import node.bus  # noqa: F401
 import node.indexing.models  # noqa: F401
 import node.merchants.models  # noqa: F401
 import node.settlement.models  # noqa: F401
+import node.webhooks.models  # noqa: F401
