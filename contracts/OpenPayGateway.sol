@@ -14,8 +14,12 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 import {OpenPayDepositForwarder} from "./OpenPayDepositForwarder.sol";
 
 /// @notice What a merchant asks a customer to pay, signed by an OPERATOR key of the node.
-/// @dev `paymentId` and `merchantId` are UUIDs as 32 bytes: the 16 UUID bytes left-padded with
-///      zeros (`bytes32(uint256(uint128(uuid)))`). `amount` and `fee` are token base units
+/// @dev `merchantId` is a UUID as 32 bytes: the 16 UUID bytes left-padded with zeros
+///      (`bytes32(uint256(uint128(uuid)))`). `paymentId` holds the payment's UUID in its low 16
+///      bytes and, in its high 16 bytes, a sequence number the node allocates uniquely per gateway
+///      (`bytes32(sequence << 128 | uint128(uuid))`); replay protection is per sequence number,
+///      so two intents with the same non-zero sequence number cannot both be paid. A zero
+///      sequence number is allowed (replay protection per full id, at a higher gas cost). `amount` and `fee` are token base units
 ///      (USDT on BSC has 18 decimals). `fiatAmount` is LKR cents. `rate` is LKR per 1 USDT as a
 ///      fixed-point number with 8 decimals (the oracle's format): 300.50 LKR/USDT = 30050000000.
 ///      `deadline` is a unix timestamp (seconds) after which `pay` rejects the intent.
@@ -66,6 +70,12 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
 
     mapping(address token => TokenState) private _tokens;
     mapping(bytes32 merchantId => mapping(address token => uint256)) private _balances;
+    /// @dev Used payment ids. An id whose high 128 bits hold a sequence number (see
+    ///      `PaymentIntent`) is marked in a bitmap, 256 sequence numbers per storage word, like
+    ///      Permit2's unordered nonces: consecutive payments then share a slot and `pay` writes a
+    ///      non-zero word (2.9k gas) instead of creating a slot (20k). Ids without one (high bits
+    ///      zero) are marked one slot each.
+    mapping(uint256 word => uint256 bits) private _paidBitmap;
     mapping(bytes32 paymentId => bool) private _paid;
     mapping(bytes32 merchantId => address) private _payoutAddresses;
 
@@ -132,11 +142,12 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
     // ------------------------------------------------------------------ inflows
 
     /// @notice Pays `intent` from the caller's allowance. The signature must come from an OPERATOR.
-    function pay(PaymentIntent calldata intent, bytes calldata signature) external whenNotPaused nonReentrant {
+    /// @dev No reentrancy guard needed: every state change happens before the only external call,
+    ///      to an allowlisted token.
+    function pay(PaymentIntent calldata intent, bytes calldata signature) external whenNotPaused {
         if (block.timestamp > intent.deadline) revert IntentExpired(intent.deadline);
         address signer = ECDSA.recover(_hashTypedDataV4(_structHash(intent)), signature);
         if (!hasRole(OPERATOR_ROLE, signer)) revert InvalidSigner(signer);
-        if (_paid[intent.paymentId]) revert PaymentAlreadyUsed(intent.paymentId);
         uint256 amount = intent.amount;
         uint256 fee = intent.fee;
         if (amount == 0) revert InvalidAmount();
@@ -145,7 +156,7 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
         TokenState storage state = _tokens[token];
         if (!state.allowed) revert TokenNotAllowed(token);
 
-        _paid[intent.paymentId] = true;
+        _markPaid(intent.paymentId);
         unchecked {
             // fee <= amount, and the token's total supply bounds every balance
             _balances[intent.merchantId][token] += amount - fee;
@@ -299,7 +310,9 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
     }
 
     function isPaid(bytes32 paymentId) external view returns (bool) {
-        return _paid[paymentId];
+        uint256 sequence = uint256(paymentId) >> 128;
+        if (sequence == 0) return _paid[paymentId];
+        return _paidBitmap[sequence >> 8] & (1 << (sequence & 0xff)) != 0;
     }
 
     function payoutAddress(bytes32 merchantId) external view returns (address) {
@@ -355,7 +368,9 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
         }
         OpenPayDepositForwarder(deposit).forward(token, received);
 
-        uint256 feeCharged = Math.mulDiv(received, fee, amount);
+        // received and fee below 2**128 cannot overflow the product; mulDiv only for the rest
+        uint256 feeCharged =
+            (received | fee) >> 128 == 0 ? received * fee / amount : Math.mulDiv(received, fee, amount);
         unchecked {
             _balances[intent.merchantId][token] += received - feeCharged;
         }
@@ -379,6 +394,19 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
             received,
             feeCharged
         );
+    }
+
+    function _markPaid(bytes32 paymentId) private {
+        uint256 sequence = uint256(paymentId) >> 128;
+        if (sequence == 0) {
+            if (_paid[paymentId]) revert PaymentAlreadyUsed(paymentId);
+            _paid[paymentId] = true;
+            return;
+        }
+        uint256 bit = 1 << (sequence & 0xff);
+        uint256 bits = _paidBitmap[sequence >> 8];
+        if (bits & bit != 0) revert PaymentAlreadyUsed(paymentId);
+        _paidBitmap[sequence >> 8] = bits | bit;
     }
 
     function _debit(bytes32 merchantId, address token, uint256 amount) private {

@@ -161,3 +161,28 @@ class TestFeeMath:
         pulled = contracts.token_balance(contracts.deployment.gateway) - before[1]
         assert credited + fee_taken == pulled == amount
         assert fee_taken == fee
+
+
+class TestSequencedPaymentIds:
+    """Payment ids with a sequence number share 256-bit bitmap words (cheaper replay protection)."""
+
+    def test_replay_of_a_sequenced_id_and_reuse_of_its_sequence_are_rejected(self, contracts: Chain) -> None:
+        import uuid
+
+        from chain.intents import payment_id, payment_id_parts
+
+        merchant = contracts.new_merchant()
+        contracts.fund(PAYER, 100 * UNIT)
+        first = replace(contracts.intent(merchant, UNIT), payment_id=payment_id(uuid.uuid4(), 513))
+        neighbour = replace(contracts.intent(merchant, UNIT), payment_id=payment_id(uuid.uuid4(), 514))
+        assert payment_id_parts(first.payment_id)[0] == 513
+        contracts.pay(PAYER, first)
+        contracts.pay(PAYER, neighbour)
+        assert contracts.call("OpenPayGateway", "isPaid", first.payment_id) is True
+        assert contracts.call("OpenPayGateway", "isPaid", payment_id(uuid.uuid4(), 515)) is False
+
+        for replayed in (first, replace(first, payment_id=payment_id(uuid.uuid4(), 513))):
+            error = contracts.expect_revert(PAYER, "OpenPayGateway", "pay", replayed.as_tuple(),
+                                            contracts.sign(replayed))
+            assert error.name == "PaymentAlreadyUsed"
+        assert contracts.merchant_balance(merchant) == 2 * UNIT
