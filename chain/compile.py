@@ -160,6 +160,9 @@ def compiled(root: Path | None = None, *, force: bool = False) -> dict[str, Any]
         json.dump(contracts, handle)
         tmp = Path(handle.name)
     tmp.replace(path)
+    for stale in path.parent.glob(f"{CACHE_PREFIX}*.json"):
+        if stale != path:
+            stale.unlink(missing_ok=True)
     return contracts
 
 
