@@ -111,11 +111,25 @@ class Follower:
         self._prefetch: tuple[int, asyncio.Task[tuple[FetchedRange, dict[str, Any]]]] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Steps until ``stop``; an unreachable or misbehaving RPC is waited out (each step is
+        one transaction, so a failed step left nothing behind)."""
+        failures = 0
         try:
             while not stop.is_set():
-                if not await self.step():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), self.poll_interval)
+                try:
+                    progressed = await self.step()
+                    failures = 0
+                except (RpcError, KeyError, TypeError, ValueError) as exc:
+                    failures += 1
+                    self._cancel_prefetch()
+                    metrics.RPC_ERRORS.labels(type(exc).__name__).inc()
+                    delay = min(30.0, 0.1 * 2 ** min(failures, 9))
+                    log.warning("indexer step failed; retrying", error=str(exc)[:200], retry_in=delay)
+                    progressed = False
+                    await _sleep_or_stop(stop, delay)
+                    continue
+                if not progressed:
+                    await _sleep_or_stop(stop, self.poll_interval)
         finally:
             self._cancel_prefetch()
 
@@ -298,6 +312,11 @@ class Follower:
     async def _check_leader(self) -> None:
         if self.leader is not None:
             await self.leader.check()
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 def _linked(headers: Sequence[dict[str, Any]]) -> bool:

@@ -53,10 +53,9 @@ def run(role: Role) -> None:
     from node import roles
 
     settings = Settings()
-    missing = [name for name, value in (
-        ("DATABASE_URL", settings.database_url), ("REDIS_URL", settings.redis_url),
-        ("NATS_URL", settings.nats_url),
-    ) if not value]
+    needed = {"DATABASE_URL": settings.database_url, "RPC_URL": settings.rpc_url} if role is Role.indexer else {
+        "DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url, "NATS_URL": settings.nats_url}
+    missing = [name for name, value in needed.items() if not value]
     if missing:
         raise _fail(f"{', '.join(missing)} not set; configure them or use `openpay dev`")
     if role is Role.indexer:

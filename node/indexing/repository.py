@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,9 +18,17 @@ LogRow = tuple[int, str, int, int, str, str, list[str], str, str, bool]
 
 
 async def _driver(session: AsyncSession) -> asyncpg.Connection:
+    """The asyncpg connection under the session, inside the session's transaction.
+
+    SQLAlchemy's adapter opens the asyncpg transaction lazily, on the first statement; without
+    one, work done on the driver directly would commit on its own (found by the crash test).
+    """
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver: asyncpg.Connection = raw.driver_connection
+    if not driver.is_in_transaction():
+        await session.execute(text("SELECT 1"))
+    assert driver.is_in_transaction()
     return driver
 
 
