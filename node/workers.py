@@ -17,8 +17,10 @@ class Runner(Protocol):
 
 
 def consumers(resources: Resources) -> list[Consumer | Runner]:
+    from node.notifications.tasks import email_request_consumer, mail_sender, merchant_event_consumer
     from node.webhooks.tasks import webhook_consumer, webhook_dispatcher
 
     return [
         webhook_consumer(resources), webhook_dispatcher(resources),
+        email_request_consumer(resources), merchant_event_consumer(resources), mail_sender(resources),
     ]

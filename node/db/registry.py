@@ -6,3 +6,4 @@ import node.indexing.models  # noqa: F401
 import node.merchants.models  # noqa: F401
 import node.settlement.models  # noqa: F401
 import node.webhooks.models  # noqa: F401
+import node.notifications.models  # noqa: F401
