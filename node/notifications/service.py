@@ -188,7 +188,7 @@ async def on_merchant_event(session: AsyncSession, event: Event) -> None:
     try:
         merchant = await merchants.get(session, merchant_id)
     except MerchantNotFound:
-        log.warning("notification for an unknown merchant", event_type=event.type, merchant_id=str(merchant_id))
+        log.info("notification for an unknown merchant", event_type=event.type, merchant_id=str(merchant_id))
         return
     await request_email(session, source_id=event.id, template=template, to=merchant.email, merchant_id=merchant_id,
                         context={"businessName": merchant.business_name, key: event.data})

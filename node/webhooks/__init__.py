@@ -10,6 +10,10 @@ make the receiver see a delivery again, but only ever as a repeat of the same
 ``webhook-id`` / ``X-Webhook-ID`` (the delivery id). Receivers deduplicate on
 that id. Deliveries to one endpoint for one payment (one event key) are made
 in event order: the next waits until the previous is delivered or exhausted.
+One exception: when a worker dies holding bus messages it had fetched, those
+come back only after the consumer's ack wait, so their webhooks can follow a
+later one of the same payment. Payment webhooks carry the whole payment
+(``status``, ``updatedAt``), so a receiver keeps the newest state it has seen.
 
 Each request carries two signatures by the merchant's ED25519 key: the
 original protocol's (``X-Webhook-Signature`` = base64 Ed25519 over the ASCII
