@@ -11,6 +11,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from api.errors import install_error_handlers
 from api.middleware import RequestContext
 from api.routes import health
+from api.routes import notifications as notification_routes
+from api.routes import webhooks as webhook_routes
+from api.sdk import webhooks as sdk_webhooks
 from node.config import Settings
 from node.resources import Resources
 
@@ -47,4 +50,6 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
     )
     app.add_middleware(RequestContext)
     app.include_router(health.router)
+    for webhooks_router in (webhook_routes.router, sdk_webhooks.router, notification_routes.router):
+        app.include_router(webhooks_router)
     return app

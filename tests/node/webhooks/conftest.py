@@ -25,11 +25,8 @@ from node.webhooks.signing import public_key_b64
 
 
 @pytest.fixture
-def fast(resources: Resources) -> Settings:
-    return resources.settings.model_copy(update={
-        "webhook_retry_schedule_s": [0.2, 0.4, 0.8, 1.6], "webhook_retry_jitter": 0.1,
-        "webhook_timeout_s": 1.0, "webhook_lease_s": 3.0, "webhook_poll_interval_s": 0.1,
-    })
+def fast(webhook_settings: Settings) -> Settings:
+    return webhook_settings
 
 
 @pytest_asyncio.fixture
@@ -40,14 +37,9 @@ async def merchant(resources: Resources) -> AsyncIterator[uuid.UUID]:
         await session.execute(update(Endpoint).where(Endpoint.merchant_id == merchant_id).values(enabled=False))
 
 
-@pytest_asyncio.fixture
-async def dispatcher(resources: Resources, fast: Settings) -> AsyncIterator[DeliveryDispatcher]:
-    running = DeliveryDispatcher(resources.db, fast)
-    stop = asyncio.Event()
-    task = asyncio.ensure_future(running.run(stop))
-    yield running
-    stop.set()
-    await task
+@pytest.fixture
+def dispatcher(webhook_dispatcher: DeliveryDispatcher) -> DeliveryDispatcher:
+    return webhook_dispatcher
 
 
 async def add_endpoint(resources: Resources, settings: Settings, merchant_id: uuid.UUID, url: str,
