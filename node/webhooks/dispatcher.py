@@ -99,7 +99,8 @@ class DeliveryDispatcher:
                     return
                 headers = signed_headers(keys, delivery_id=delivery.id, event_type=delivery.event_type,
                                          attempt=delivery.attempt, body=delivery.body)
-                outcome = await self.sender.send(delivery.url, delivery.mode, headers, delivery.body)
+                outcome = await self.sender.send(delivery.url, delivery.mode, headers, delivery.body,
+                                                 endpoint=delivery.endpoint_id)
             status, next_at = after_attempt(self.settings, delivery.attempt, outcome.success, datetime.now(UTC))
             self._results.append(repo.AttemptRecord(
                 delivery_id=delivery.id, attempt=delivery.attempt, started_at=started, success=outcome.success,
@@ -113,6 +114,7 @@ class DeliveryDispatcher:
             if not self._in_flight[delivery.endpoint_id]:
                 del self._in_flight[delivery.endpoint_id]
             self._total -= 1
+            self._wake.set()  # capacity freed: claim more without waiting for the results to be written
 
     # --- recording ---
 

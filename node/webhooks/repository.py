@@ -160,30 +160,34 @@ class ClaimedDelivery:
 
 _CLAIM = text("""
 WITH candidates AS (
-    SELECT d.id, d.endpoint_id, d.next_attempt_at, d.seq
+    SELECT d.id, d.endpoint_id, d.next_attempt_at
     FROM webhooks.deliveries d
-    JOIN webhooks.endpoints e ON e.id = d.endpoint_id AND e.enabled AND e.deleted_at IS NULL
     WHERE d.status IN ('PENDING', 'DELIVERING', 'FAILED') AND d.next_attempt_at <= now()
       AND NOT (d.endpoint_id = ANY(CAST(:saturated AS uuid[])))
+      -- a scalar subquery, not EXISTS: the planner then walks the due index in order and
+      -- stops at the limit instead of joining every open delivery of every endpoint
+      AND (SELECT e.enabled AND e.deleted_at IS NULL FROM webhooks.endpoints e WHERE e.id = d.endpoint_id)
       AND (d.ordering_key IS NULL OR NOT EXISTS (
           SELECT 1 FROM webhooks.deliveries p
           WHERE p.endpoint_id = d.endpoint_id AND p.ordering_key = d.ordering_key
             AND p.status IN ('PENDING', 'DELIVERING', 'FAILED')
             AND (p.occurred_at, p.seq) < (d.occurred_at, d.seq)))
-    ORDER BY d.next_attempt_at, d.seq
+    ORDER BY d.next_attempt_at
     LIMIT :scan
     FOR UPDATE OF d SKIP LOCKED
-), ranked AS (
-    SELECT id, row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at, seq) AS rank
-    FROM candidates
 ), picked AS (
-    SELECT id FROM ranked WHERE rank <= :per_endpoint LIMIT :limit
+    SELECT id FROM (
+        SELECT id, row_number() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS rank
+        FROM candidates
+    ) ranked
+    WHERE rank <= :per_endpoint
+    LIMIT :limit
 )
 UPDATE webhooks.deliveries d
 SET status = 'DELIVERING', attempts = d.attempts + 1, last_attempt_at = now(),
     next_attempt_at = now() + make_interval(secs => :lease_s)
-FROM picked, webhooks.endpoints e
-WHERE d.id = picked.id AND e.id = d.endpoint_id
+FROM webhooks.endpoints e
+WHERE d.id = ANY(ARRAY(SELECT id FROM picked)) AND e.id = d.endpoint_id
 RETURNING d.id, d.merchant_id, d.endpoint_id, d.event_type, d.body, d.attempts, e.url, e.mode
 """)
 

@@ -1,17 +1,22 @@
-"""One HTTP attempt of a delivery: pooled keep-alive clients, a total deadline,
-no redirects, a capped read of the answer, the SSRF guard at connect time."""
+"""One HTTP attempt of a delivery: pooled keep-alive connections, a total deadline,
+no redirects, a capped read of the answer, the SSRF guard at connect time.
+
+The client is aiohttp rather than httpx: on a 2-core machine httpx spent ~1.6 ms of
+CPU per request at 64 concurrent requests (its pool does work per connection on
+every request), aiohttp ~0.11 ms; the delivery target (>= 2,000/s) needs the latter.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 
-import httpcore
-import httpx
+import aiohttp
 
 from node.config import Settings
-from node.webhooks.targets import GuardedBackend, TargetPolicy, TargetRefused, policy_for
+from node.webhooks.targets import GuardedResolver, TargetPolicy, TargetRefused, check_literal, policy_for
 
 
 @dataclass(frozen=True)
@@ -23,36 +28,31 @@ class AttemptOutcome:
     error: str | None
 
 
-def _client(policy: TargetPolicy, settings: Settings) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=settings.webhook_max_in_flight,
-                          max_keepalive_connections=settings.webhook_max_in_flight, keepalive_expiry=30.0)
-    transport = httpx.AsyncHTTPTransport(limits=limits)
-    # httpx builds its pool without a way to pass a network backend; this one is the same pool
-    # with the guarded backend, so every new connection goes to a checked address
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(), max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry, http1=True, http2=False,
-        network_backend=GuardedBackend(policy),
-    )
-    return httpx.AsyncClient(transport=transport, follow_redirects=False,
-                             timeout=httpx.Timeout(settings.webhook_timeout_s))
-
-
 class WebhookSender:
-    """Holds one pooled client per target policy; open once per process, close at exit."""
+    """One pooled client per target policy (HTTP/1.1 keep-alive, connections per host bounded
+    by the per-endpoint concurrency); open once per process, close at exit."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._sessions: dict[str, aiohttp.ClientSession] = {}
 
-    def _client_for(self, policy: TargetPolicy) -> httpx.AsyncClient:
-        client = self._clients.get(policy.name)
-        if client is None:
-            client = self._clients[policy.name] = _client(policy, self.settings)
-        return client
+    def _session(self, policy: TargetPolicy) -> aiohttp.ClientSession:
+        session = self._sessions.get(policy.name)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                resolver=GuardedResolver(policy), use_dns_cache=False,  # every new connection is re-checked
+                limit=self.settings.webhook_max_in_flight, limit_per_host=self.settings.webhook_endpoint_concurrency,
+                keepalive_timeout=30,
+            )
+            session = self._sessions[policy.name] = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout_s),
+                auto_decompress=False, trust_env=False, cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return session
 
-    async def send(self, url: str, mode: str, headers: dict[str, str], body: bytes) -> AttemptOutcome:
+    async def send(
+        self, url: str, mode: str, headers: dict[str, str], body: bytes, *, endpoint: Hashable = None,
+    ) -> AttemptOutcome:
         started = time.perf_counter()
 
         def outcome(success: bool, code: int | None, excerpt: str | None, error: str | None) -> AttemptOutcome:
@@ -60,34 +60,37 @@ class WebhookSender:
 
         try:
             policy = policy_for(url, mode, self.settings)
+            check_literal(url, policy)
             async with asyncio.timeout(self.settings.webhook_timeout_s):
-                async with self._client_for(policy).stream("POST", url, content=body, headers=headers) as response:
+                async with self._session(policy).post(url, data=body, headers=headers,
+                                                      allow_redirects=False) as response:
+                    code = response.status
                     answer = await self._read_capped(response)
         except TargetRefused as exc:
             return outcome(False, None, None, f"refused: {exc}")
         except TimeoutError:
             return outcome(False, None, None, f"timeout after {self.settings.webhook_timeout_s:g} s")
-        except httpx.HTTPError as exc:
-            return outcome(False, None, None, f"{type(exc).__name__}: {exc}"[:500])
-        except OSError as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
             return outcome(False, None, None, f"{type(exc).__name__}: {exc}"[:500])
         excerpt = answer.decode("utf-8", "replace")[: self.settings.webhook_response_excerpt_chars]
-        code = response.status_code
         success = 200 <= code < 300
         return outcome(success, code, excerpt, None if success else f"HTTP {code}")
 
-    async def _read_capped(self, response: httpx.Response) -> bytes:
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
         cap = self.settings.webhook_response_cap_bytes
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.aiter_raw():
+        while size < cap:
+            chunk = await response.content.read(cap - size)
+            if not chunk:
+                return b"".join(chunks)
             chunks.append(chunk)
             size += len(chunk)
-            if size >= cap:
-                break  # the rest is not read; the connection is dropped, not reused
-        return b"".join(chunks)[:cap]
+        if not response.content.at_eof():
+            response.close()  # the rest is not read; the connection is dropped, not reused
+        return b"".join(chunks)
 
     async def aclose(self) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()

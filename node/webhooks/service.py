@@ -243,7 +243,7 @@ async def send_test(
     await session.flush()
     keys = await signing_keys(session, settings, merchant_id)
     headers = signed_headers(keys, delivery_id=delivery.id, event_type=TEST_EVENT, attempt=1, body=TEST_BODY)
-    outcome = await sender.send(endpoint.url, endpoint.mode, headers, TEST_BODY)
+    outcome = await sender.send(endpoint.url, endpoint.mode, headers, TEST_BODY, endpoint=endpoint.id)
     status, next_at = after_attempt(settings, 1, outcome.success, datetime.now(UTC))
     await repo.record_attempts(session, [repo.AttemptRecord(
         delivery_id=delivery.id, attempt=1, started_at=now, success=outcome.success,

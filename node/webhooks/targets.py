@@ -3,9 +3,10 @@
 Live endpoints: ``https://`` only, and every address the host resolves to must
 be public. Test endpoints may also use ``http://``, but then only to loopback
 (so tests and local development work). The check runs when an endpoint is
-registered and again inside the HTTP client's connect step: the connection is
-opened to the very address that was checked, so a DNS answer that changes
-after registration (rebinding) cannot reach an internal address.
+registered and again inside the HTTP client's resolver for every new
+connection: the connection is opened to the very address that was checked, so
+a DNS answer that changes after registration (rebinding) cannot reach an
+internal address.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from node.config import Settings
 
@@ -124,36 +124,33 @@ async def check_url(url: str, mode: str, settings: Settings) -> TargetPolicy:
     return policy
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, but it connects only to addresses the policy allows,
-    resolving the host itself and connecting to the checked address."""
+class GuardedResolver(AbstractResolver):
+    """The HTTP client's resolver: every answer is checked against the policy, and the client
+    connects to exactly the addresses returned here (no second lookup to rebind)."""
 
-    def __init__(self, policy: TargetPolicy, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+    def __init__(self, policy: TargetPolicy) -> None:
         self.policy = policy
-        self.inner = inner or httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = await asyncio.wait_for(resolve(host, port), timeout)
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET,
+    ) -> list[ResolveResult]:
+        addresses = await resolve(host, port)
         check_all(self.policy, addresses)
-        last: Exception | None = None
-        for address in addresses:
-            try:
-                return await self.inner.connect_tcp(
-                    str(address), port, timeout=timeout, local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc
-        assert last is not None
-        raise last
+        return [{
+            "hostname": host, "host": str(address), "port": port,
+            "family": socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+            "proto": socket.IPPROTO_TCP, "flags": socket.AI_NUMERICHOST,
+        } for address in addresses]
 
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise TargetRefused("unix sockets are not webhook targets")
+    async def close(self) -> None:
+        return None
 
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
+
+def check_literal(url: str, policy: TargetPolicy) -> None:
+    """An IP literal never reaches the resolver: check it directly."""
+    host = (urlsplit(url).hostname or "").strip("[]")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return
+    policy.check(address)
