@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -180,7 +179,7 @@ async def measure_latency(
     env.update({"DATABASE_URL": settings.database_url or "", "REDIS_URL": settings.redis_url or "",
                 "NATS_URL": settings.nats_url or "", "OPENPAY_ENVIRONMENT": "test", "OPENPAY_LOG_LEVEL": "WARNING",
                 "OPENPAY_SMTP_PORT": "9"})
-    worker = subprocess.Popen([sys.executable, "-m", "node.cli", "run", "worker"], env=env)
+    worker = subprocess.Popen([sys.executable, "-m", "node.cli", "run", "worker"], env=env)  # noqa: ASYNC220
     try:
         await asyncio.sleep(3)  # the worker starts (imports, connections, consumers)
         before = len((await receiver_stats(url))["latencies"])  # type: ignore[arg-type]
@@ -201,7 +200,7 @@ async def measure_latency(
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def run(args: argparse.Namespace) -> None:

@@ -67,6 +67,7 @@ class MailSender:
         listener = await self._listen()
         try:
             while not stop.is_set():
+                self._wake.clear()  # before sending, so a wake-up that arrives meanwhile is not lost
                 try:
                     sent = await self.send_due()
                 except Exception as exc:
@@ -75,7 +76,6 @@ class MailSender:
                     await asyncio.sleep(1.0)
                 if sent >= BATCH:
                     continue
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     stopping = asyncio.ensure_future(stop.wait())
                     waking = asyncio.ensure_future(self._wake.wait())

@@ -158,6 +158,8 @@ class DeliveryDispatcher:
         flusher = asyncio.ensure_future(self._flush_loop(stop))
         try:
             while not stop.is_set():
+                # cleared before claiming, so a wake-up that arrives meanwhile is not lost
+                self._wake.clear()
                 try:
                     claimed = await self.dispatch_once()
                 except Exception as exc:
@@ -166,7 +168,6 @@ class DeliveryDispatcher:
                     await asyncio.sleep(1.0)
                 if claimed and self._total < self.settings.webhook_max_in_flight:
                     continue
-                self._wake.clear()
                 stopping = asyncio.ensure_future(stop.wait())
                 waking = asyncio.ensure_future(self._wake.wait())
                 await asyncio.wait([stopping, waking], timeout=self.settings.webhook_poll_interval_s,

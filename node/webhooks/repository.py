@@ -246,6 +246,20 @@ async def record_attempts(session: AsyncSession, records: Sequence[AttemptRecord
         "b_id": r.delivery_id, "b_attempt": r.attempt, "b_status": r.status, "b_next": r.next_attempt_at,
         "b_delivered": r.started_at if r.success else None, "b_code": r.status_code, "b_error": r.error,
     } for r in records])
+    failed = [r.delivery_id for r in records if r.status == DeliveryStatus.failed]
+    if failed:
+        await session.execute(_HOLD_FOLLOWERS, {"failed": failed})
+
+
+# the later deliveries of a failing delivery's key wait for it anyway; moving their time to its
+# retry keeps them off the due index, so claims do not walk past them during an outage
+_HOLD_FOLLOWERS = text("""
+UPDATE webhooks.deliveries f SET next_attempt_at = GREATEST(f.next_attempt_at, d.next_attempt_at)
+FROM webhooks.deliveries d
+WHERE d.id = ANY(CAST(:failed AS uuid[])) AND d.status = 'FAILED' AND d.ordering_key IS NOT NULL
+  AND f.endpoint_id = d.endpoint_id AND f.ordering_key = d.ordering_key AND f.status = 'PENDING'
+  AND (f.occurred_at, f.seq) > (d.occurred_at, d.seq)
+""")
 
 
 async def get_delivery(session: AsyncSession, merchant_id: uuid.UUID, delivery_id: uuid.UUID) -> Delivery | None:
