@@ -167,5 +167,10 @@ def indexer_resync(from_block: int = typer.Option(..., "--from", help="First blo
     console.print(f"cursor moved to block {cursor}; the indexer reads from {cursor + 1} when it runs")
 
 
+from node.webhooks.cli import replay_webhooks  # noqa: E402
+
+app.command("replay-webhooks")(replay_webhooks)
+
+
 if __name__ == "__main__":
     app()
