@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api.errors import install_error_handlers
 from api.middleware import RequestContext
-from api.routes import health
+from api.routes import admin, api_keys, auth, branches, health, merchants, users
 from api.routes import notifications as notification_routes
 from api.routes import webhooks as webhook_routes
 from api.sdk import webhooks as sdk_webhooks
@@ -50,6 +50,9 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
     )
     app.add_middleware(RequestContext)
     app.include_router(health.router)
+    for accounts_router in (auth.router, merchants.router, branches.router, api_keys.router, users.router,
+                            admin.router):
+        app.include_router(accounts_router)
     for webhooks_router in (webhook_routes.router, sdk_webhooks.router, notification_routes.router):
         app.include_router(webhooks_router)
     return app

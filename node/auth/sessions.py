@@ -64,18 +64,24 @@ async def issue(session: AsyncSession, model: type[Any], user_id: uuid.UUID, ttl
 
 
 async def rotate(session: AsyncSession, model: type[Any], token: str, ttl_s: int) -> Rotated:
-    row = (await session.execute(
-        select(model).where(model.token_hash == token_hash(token)).with_for_update()
-    )).scalar_one_or_none()
-    if row is None:
-        raise RefreshInvalid("invalid refresh token")
-    if row.used_at is not None or row.revoked_at is not None:
-        raise RefreshReused(row.family_id, row.user_id)
-    if row.expires_at <= datetime.now(UTC):
-        raise RefreshInvalid("refresh token expired")
-    row.used_at = datetime.now(UTC)
-    new_token, family = await issue(session, model, row.user_id, ttl_s, row.family_id)
-    return Rotated(row.user_id, family, new_token)
+    now = datetime.now(UTC)
+    digest = token_hash(token)
+    # spend the token atomically; only a token nobody spent before passes
+    spent = (await session.execute(
+        update(model)
+        .where(model.token_hash == digest, model.used_at.is_(None), model.revoked_at.is_(None),
+               model.expires_at > now)
+        .values(used_at=now).returning(model.user_id, model.family_id)
+    )).first()
+    if spent is None:
+        # no lock is held on the row here, so the caller can revoke the family in its own transaction
+        row = (await session.execute(select(model).where(model.token_hash == digest))).scalar_one_or_none()
+        if row is not None and (row.used_at is not None or row.revoked_at is not None):
+            raise RefreshReused(row.family_id, row.user_id)
+        raise RefreshInvalid("invalid or expired refresh token")
+    user_id, family_id = spent
+    new_token, family = await issue(session, model, user_id, ttl_s, family_id)
+    return Rotated(user_id, family, new_token)
 
 
 async def revoke_family(session: AsyncSession, model: type[Any], family_id: uuid.UUID) -> None:
