@@ -1,6 +1,6 @@
 """Webhook benchmark: delivery throughput and announce -> signed webhook latency.
 
-    .venv/bin/python bench/webhooks.py [--deliveries 20000] [--events 500] [--rate 100]
+    .venv/bin/python bench/webhooks.py [--deliveries 20000] [--events 500] [--rate 100] [--dispatchers 1]
 
 Starts embedded PostgreSQL, Redis and NATS (or uses DATABASE_URL/REDIS_URL/NATS_URL when
 set), migrates, and runs a receiver in its own process on 127.0.0.1 (uvicorn + httptools,
@@ -122,7 +122,22 @@ async def make_endpoints(db: Database, settings: Settings, url: str, merchants: 
 # --- 1. throughput ---
 
 
-async def measure_throughput(db: Database, settings: Settings, url: str, count: int) -> float:
+def serve_dispatcher() -> None:
+    """An extra dispatcher process (deliveries are claimed with SKIP LOCKED, so several share the work)."""
+    import signal
+
+    async def main() -> None:
+        settings = Settings()
+        db = Database.from_settings(settings)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await DeliveryDispatcher(db, settings).run(stop)
+        await db.dispose()
+
+    asyncio.run(main())
+
+
+async def measure_throughput(db: Database, settings: Settings, url: str, count: int, dispatchers: int = 1) -> float:
     endpoints = await make_endpoints(db, settings, url, merchants=4, per_merchant=2, events=["payment.*"])
     now = datetime.now(UTC)
     for start in range(0, count, 2000):
@@ -140,6 +155,9 @@ async def measure_throughput(db: Database, settings: Settings, url: str, count: 
     ids = [e.id for e in endpoints]
     dispatcher = DeliveryDispatcher(db, settings)
     stop = asyncio.Event()
+    env = {**os.environ, "DATABASE_URL": settings.database_url or "", "OPENPAY_ENVIRONMENT": "test"}
+    extra = [subprocess.Popen([sys.executable, __file__, "--serve-dispatcher"], env=env)  # noqa: ASYNC220
+             for _ in range(dispatchers - 1)]
     started = time.perf_counter()
     task = asyncio.ensure_future(dispatcher.run(stop))
     while True:
@@ -152,6 +170,9 @@ async def measure_throughput(db: Database, settings: Settings, url: str, count: 
     elapsed = time.perf_counter() - started
     stop.set()
     await task
+    for process in extra:
+        process.terminate()
+        process.wait(10)
     async with db.unit_of_work() as session:
         await session.execute(update(Endpoint).where(Endpoint.id.in_(ids)).values(enabled=False))
     return count / elapsed
@@ -229,9 +250,9 @@ async def run(args: argparse.Namespace) -> None:
         upgrade(settings)
         db = Database.from_settings(settings)
         try:
-            rate = await measure_throughput(db, settings, url, args.deliveries)
+            rate = await measure_throughput(db, settings, url, args.deliveries, args.dispatchers)
             print(f"throughput: {rate:,.0f} deliveries/s ({args.deliveries:,} signed deliveries, 8 endpoints, "
-                  f"one dispatcher process, receiver in another process)")
+                  f"{args.dispatchers} dispatcher process(es), receiver in another process)")
             latencies = await measure_latency(db, settings, url, args.events, args.rate)
             print(f"announce -> signed webhook received: p50 {percentile(latencies, 50):.1f} ms, "
                   f"p99 {percentile(latencies, 99):.1f} ms, max {max(latencies):.1f} ms "
@@ -250,8 +271,13 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=20_000)
     parser.add_argument("--events", type=int, default=500)
     parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--dispatchers", type=int, default=1, help="dispatcher processes (worker scale-out)")
     parser.add_argument("--serve-receiver", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-dispatcher", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_dispatcher:
+        serve_dispatcher()
+        return
     if args.serve_receiver:
         serve_receiver(args.serve_receiver)
         return

@@ -23,6 +23,7 @@ from node.webhooks.models import (
 
 WAKE_CHANNEL = "webhooks_deliveries"
 DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
+ATTEMPTS: Table = DeliveryAttempt.__table__  # type: ignore[assignment]
 
 
 # --- keys ---
@@ -226,7 +227,9 @@ async def record_attempts(session: AsyncSession, records: Sequence[AttemptRecord
     still DELIVERING in the same round is moved, so a late result cannot undo a replay."""
     if not records:
         return
-    await session.execute(insert(DeliveryAttempt), [{
+    conn = await session.connection()
+    # Core, not the ORM bulk path: this runs for every attempt and the ORM's per-row work showed
+    await conn.execute(ATTEMPTS.insert(), [{
         "delivery_id": r.delivery_id, "attempt": r.attempt, "started_at": r.started_at, "success": r.success,
         "status_code": r.status_code, "latency_ms": r.latency_ms, "response_excerpt": r.response_excerpt,
         "error": r.error,
@@ -241,7 +244,6 @@ async def record_attempts(session: AsyncSession, records: Sequence[AttemptRecord
                 delivered_at=bindparam("b_delivered"), last_status_code=bindparam("b_code"),
                 last_error=bindparam("b_error"))
     )
-    conn = await session.connection()
     await conn.execute(stmt, [{
         "b_id": r.delivery_id, "b_attempt": r.attempt, "b_status": r.status, "b_next": r.next_attempt_at,
         "b_delivered": r.started_at if r.success else None, "b_code": r.status_code, "b_error": r.error,
