@@ -108,6 +108,21 @@ async def upsert_sdk_endpoint(session: AsyncSession, merchant_id: uuid.UUID, url
     return row
 
 
+async def park_deliveries(session: AsyncSession, endpoint_id: uuid.UUID, *, parked: bool) -> None:
+    """A disabled endpoint's open deliveries wait at 'infinity', off the due index the claims walk;
+    enabling it makes them due now."""
+    if parked:
+        await session.execute(text(
+            "UPDATE webhooks.deliveries SET next_attempt_at = 'infinity' "
+            "WHERE endpoint_id = :e AND status IN ('PENDING', 'FAILED')"), {"e": endpoint_id})
+    else:
+        await session.execute(text(
+            "UPDATE webhooks.deliveries SET next_attempt_at = now() "
+            "WHERE endpoint_id = :e AND status IN ('PENDING', 'FAILED') AND next_attempt_at = 'infinity'"),
+            {"e": endpoint_id})
+        await wake_dispatchers(session)
+
+
 # --- deliveries ---
 
 @dataclass(frozen=True)

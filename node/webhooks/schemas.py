@@ -81,7 +81,8 @@ def endpoint_out(endpoint: Endpoint) -> dict[str, Any]:
 
 
 def delivery_out(delivery: Delivery) -> dict[str, Any]:
-    open_ = delivery.status in ("PENDING", "FAILED")
+    # a disabled endpoint's deliveries wait at 'infinity': no time to show
+    open_ = delivery.status in ("PENDING", "FAILED") and delivery.next_attempt_at.year < 9999
     return {
         "id": str(delivery.id), "endpointId": str(delivery.endpoint_id), "eventId": str(delivery.event_id),
         "eventType": delivery.event_type, "status": delivery.status, "attempts": delivery.attempts,

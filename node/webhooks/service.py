@@ -178,12 +178,13 @@ async def update_endpoint(
         endpoint.events = data.events
     if data.description is not None:
         endpoint.description = data.description
+    was_enabled = endpoint.enabled
     if data.enabled is not None:
         endpoint.enabled = data.enabled
     endpoint.updated_at = datetime.now(UTC)
     await session.flush()
-    if endpoint.enabled:
-        await repo.wake_dispatchers(session)  # deliveries held while it was disabled
+    if endpoint.enabled != was_enabled:
+        await repo.park_deliveries(session, endpoint.id, parked=not endpoint.enabled)
     return endpoint
 
 
@@ -192,6 +193,7 @@ async def delete_endpoint(session: AsyncSession, merchant_id: uuid.UUID, endpoin
     endpoint.deleted_at = datetime.now(UTC)
     endpoint.enabled = False
     await session.flush()
+    await repo.park_deliveries(session, endpoint.id, parked=True)
 
 
 # --- the SDK's single configuration ---

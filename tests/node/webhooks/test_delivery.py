@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import orjson
 
@@ -10,7 +12,7 @@ from node.config import Settings
 from node.resources import Resources
 from node.webhooks import service
 from node.webhooks.dispatcher import DeliveryDispatcher
-from node.webhooks.schemas import ReplayIn
+from node.webhooks.schemas import EndpointPatch, ReplayIn
 from tests.fixtures.webhooks import WebhookReceiver
 from tests.node.webhooks.conftest import (
     add_endpoint,
@@ -260,3 +262,39 @@ class TestOrderAndOutages:
         events = [(orjson.loads(w.body)["id"], w.headers["x-webhook-event"]) for w in webhook_receiver.received]
         assert (PAYMENT["id"], "payment.paid") not in events  # held behind the failing payment.pending
         assert ("other", "payment.paid") in events  # another payment is not held
+
+
+class TestDisabledEndpoints:
+    async def test_a_disabled_endpoint_holds_its_deliveries_until_enabled(
+        self, resources: Resources, fast: Settings, merchant: uuid.UUID, webhook_receiver: WebhookReceiver,
+        dispatcher: DeliveryDispatcher,
+    ) -> None:
+        endpoint = await add_endpoint(resources, fast, merchant, webhook_receiver.url())
+        async with resources.db.unit_of_work() as session:
+            await service.update_endpoint(session, fast, merchant, endpoint.id, EndpointPatch(enabled=False))
+        await emit(resources, merchant, "payment.paid", PAYMENT, key=PAYMENT["id"])
+        assert await deliveries(resources, merchant) == []  # a disabled endpoint gets no new deliveries
+
+        async with resources.db.unit_of_work() as session:
+            await service.update_endpoint(session, fast, merchant, endpoint.id, EndpointPatch(enabled=True))
+        await emit(resources, merchant, "payment.paid", PAYMENT, key=PAYMENT["id"])
+        webhook_receiver.status = 500
+
+        async def failed() -> bool:
+            return statuses(await deliveries(resources, merchant)) == ["FAILED"]
+        await eventually(failed)
+        async with resources.db.unit_of_work() as session:
+            await service.update_endpoint(session, fast, merchant, endpoint.id, EndpointPatch(enabled=False))
+        [row] = await deliveries(resources, merchant)
+        assert row.next_attempt_at.year > 9000 or row.next_attempt_at == datetime.max.replace(tzinfo=UTC)
+        seen = len(webhook_receiver.received)
+        webhook_receiver.status = 200
+        await asyncio.sleep(0.5)
+        assert len(webhook_receiver.received) == seen  # held
+
+        async with resources.db.unit_of_work() as session:
+            await service.update_endpoint(session, fast, merchant, endpoint.id, EndpointPatch(enabled=True))
+
+        async def delivered() -> bool:
+            return statuses(await deliveries(resources, merchant)) == ["DELIVERED"]
+        await eventually(delivered)
