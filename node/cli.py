@@ -125,6 +125,18 @@ def wait_http(url: str, timeout: float = 30.0) -> bool:
     return False
 
 
+def _add_accounts_commands() -> None:
+    from node.merchants.cli import admins_app, audit_app, keys_app, merchants_app
+
+    app.add_typer(merchants_app, name="merchants")
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(admins_app, name="admins")
+    app.add_typer(audit_app, name="audit-log")
+
+
+_add_accounts_commands()
+
+
 indexer_app = typer.Typer(no_args_is_help=True, help="The chain indexer.")
 app.add_typer(indexer_app, name="indexer")
 

@@ -95,10 +95,7 @@ async def test_merchant_roles(method: str, route: APIRoute, resources: Resources
     for caller, allowed in table.items():
         if route_auth(route) == "api_key" and caller != "API_KEY":
             continue
-        if caller == "API_KEY":
-            headers = account.signed(method, path, raw)
-        else:
-            headers = callers[caller]  # type: ignore[assignment]
+        headers = account.signed(method, path, raw) if caller == "API_KEY" else callers[caller]
         reply = await http.request(method, path, content=raw or None,
                                    headers={**headers, "content-type": "application/json"})
         portal_only = caller == "API_KEY" and reply.status_code == 403 and "portal user" in reply.text
