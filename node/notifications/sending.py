@@ -12,6 +12,7 @@ import contextlib
 from datetime import UTC, datetime
 
 import structlog
+from prometheus_client import Counter
 
 from node.config import Settings
 from node.db import Database
@@ -22,6 +23,8 @@ from node.notifications.service import after_send
 log = structlog.get_logger(__name__)
 
 BATCH = 20
+
+EMAILS = Counter("openpay_emails_total", "E-mail sends by outcome (SENT, RETRYING, FAILED)", ["status"])
 
 
 class MailSender:
@@ -48,6 +51,7 @@ class MailSender:
         async with self.db.unit_of_work() as session:
             for row, error in zip(rows, errors, strict=True):
                 status, next_at = after_send(self.settings, row.attempts, error, now)
+                EMAILS.labels(status).inc()
                 await repo.finish(session, row.id, status=status, error=error, next_attempt_at=next_at,
                                   sent=error is None)
         failed = sum(error is not None for error in errors)

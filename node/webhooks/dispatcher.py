@@ -17,6 +17,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 import structlog
+from prometheus_client import Counter, Gauge, Histogram
 
 from node.config import Settings
 from node.db import Database
@@ -28,6 +29,12 @@ from node.webhooks.signing import MerchantKeys, signed_headers
 log = structlog.get_logger(__name__)
 
 KEY_CACHE_S = 10.0
+
+ATTEMPTS = Counter("openpay_webhook_attempts_total", "Webhook delivery attempts by the delivery's next state",
+                   ["status"])
+ATTEMPT_SECONDS = Histogram("openpay_webhook_attempt_seconds", "Duration of webhook HTTP attempts",
+                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+IN_FLIGHT = Gauge("openpay_webhook_in_flight", "Webhook requests in flight in this process")
 
 
 class DeliveryDispatcher:
@@ -61,6 +68,7 @@ class DeliveryDispatcher:
         for delivery in claimed:
             self._in_flight[delivery.endpoint_id] += 1
             self._total += 1
+            IN_FLIGHT.inc()
             task = asyncio.ensure_future(self._deliver(delivery))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -102,6 +110,8 @@ class DeliveryDispatcher:
                 outcome = await self.sender.send(delivery.url, delivery.mode, headers, delivery.body,
                                                  endpoint=delivery.endpoint_id)
             status, next_at = after_attempt(self.settings, delivery.attempt, outcome.success, datetime.now(UTC))
+            ATTEMPTS.labels(status).inc()
+            ATTEMPT_SECONDS.observe(outcome.latency_ms / 1000)
             self._results.append(repo.AttemptRecord(
                 delivery_id=delivery.id, attempt=delivery.attempt, started_at=started, success=outcome.success,
                 status_code=outcome.status_code, latency_ms=outcome.latency_ms,
@@ -114,6 +124,7 @@ class DeliveryDispatcher:
             if not self._in_flight[delivery.endpoint_id]:
                 del self._in_flight[delivery.endpoint_id]
             self._total -= 1
+            IN_FLIGHT.dec()
             self._wake.set()  # capacity freed: claim more without waiting for the results to be written
 
     # --- recording ---
