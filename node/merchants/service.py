@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import insert, update
+from sqlalchemy import insert, literal, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,6 +17,7 @@ from node.auth.context import RequestMeta
 from node.auth.passwords import check_policy, hash_password
 from node.auth.tokens import new_opaque_token, token_hash
 from node.config import Settings
+from node.db.base import TokenAmount
 from node.errors import ValidationFailed
 from node.merchants import repository as repo
 from node.merchants.emails import request_email
@@ -254,11 +255,15 @@ async def reserve_instant_access(
     atomically (one UPDATE), refusing a payment that would pass it. Call in the payment's transaction."""
     from node.merchants.models import Merchant as M
 
+    if amount_usdt_base_units <= 0:
+        raise ValidationFailed("amount must be positive")
     cap = settings.instant_access_cap_usdt * USDT_UNIT
+    # uint256-sized values: bound as NUMERIC, not BIGINT
+    amount = literal(Decimal(amount_usdt_base_units), TokenAmount)
     result = await session.execute(
         update(M).where(M.id == merchant_id, M.status == "ACTIVE", M.kyc_status == "INSTANT_ACCESS",
-                        M.instant_access_used + amount_usdt_base_units <= cap)
-        .values(instant_access_used=M.instant_access_used + amount_usdt_base_units).returning(M.id)
+                        M.instant_access_used + amount <= literal(Decimal(cap), TokenAmount))
+        .values(instant_access_used=M.instant_access_used + amount).returning(M.id)
     )
     if result.first() is not None:
         return
