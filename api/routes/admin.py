@@ -200,7 +200,7 @@ async def list_merchants(
     kyc_status: Annotated[str | None, Query(alias="kycStatus",
                                             pattern="^(PENDING|INSTANT_ACCESS|UNDER_REVIEW|APPROVED|REJECTED)$")
                           ] = None,
-    search: Annotated[str | None, Query(max_length=100)] = None,
+    search: Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00]*$")] = None,
     page: Annotated[int, Query(ge=1, le=100000)] = 1,
     per_page: Annotated[int, Query(alias="perPage", ge=1, le=100)] = 20,
 ) -> Page[AdminMerchantOut]:
@@ -300,7 +300,7 @@ async def put_setting(key: str, body: SettingIn, session: Session, admin: System
 
 @router.get("/settings/history", response_model=Data[list[SettingChangeOut]], summary="Setting changes")
 async def setting_history(session: Session, admin: AdminUser,
-                          key: Annotated[str | None, Query(max_length=100)] = None) -> Data[list[SettingChangeOut]]:
+                          key: Annotated[str | None, Query(max_length=100, pattern=r"^[a-z_]*$")] = None) -> Data[list[SettingChangeOut]]:
     return Data(data=[SettingChangeOut.model_validate(c) for c in await platform.setting_history(session, key)])
 
 
@@ -323,7 +323,7 @@ async def publish_legal(body: LegalDocumentIn, session: Session, admin: SystemMa
 async def audit_logs(
     session: Session, admin: AuditRead,
     merchant_id: Annotated[uuid.UUID | None, Query(alias="merchantId")] = None,
-    action: Annotated[str | None, Query(max_length=100)] = None,
+    action: Annotated[str | None, Query(max_length=100, pattern=r"^[a-z0-9_.]*$")] = None,
     page: Annotated[int, Query(ge=1, le=100000)] = 1,
     per_page: Annotated[int, Query(alias="perPage", ge=1, le=100)] = 50,
 ) -> Page[AuditLogOut]:

@@ -23,7 +23,10 @@ class SecretBox:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SecretBox:
-        return cls(settings.secrets_key.get_secret_value())
+        key = settings.secrets_key.get_secret_value()
+        if settings.is_production and key.startswith("dev-only-"):
+            raise RuntimeError("OPENPAY_SECRETS_KEY must be set in production")
+        return cls(key)
 
     def seal(self, plaintext: str, *, context: str) -> str:
         nonce = os.urandom(12)

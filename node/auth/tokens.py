@@ -32,6 +32,13 @@ class InvalidToken(Unauthorized):
     code = "UNAUTHORIZED"
 
 
+def _secret(settings: Settings) -> str:
+    secret = settings.jwt_secret.get_secret_value()
+    if settings.is_production and secret.startswith("dev-only-"):
+        raise RuntimeError("OPENPAY_JWT_SECRET must be set in production")
+    return secret
+
+
 def issue_jwt(settings: Settings, *, audience: Audience, subject: uuid.UUID, ttl_s: int,
               claims: dict[str, Any] | None = None) -> str:
     now = int(time.time())
@@ -39,13 +46,13 @@ def issue_jwt(settings: Settings, *, audience: Audience, subject: uuid.UUID, ttl
         "iss": settings.jwt_issuer, "aud": audience, "sub": str(subject), "iat": now, "nbf": now,
         "exp": now + ttl_s, "jti": uuid.uuid4().hex, **(claims or {}),
     }
-    return jwt.encode(payload, settings.jwt_secret.get_secret_value(), algorithm="HS256")
+    return jwt.encode(payload, _secret(settings), algorithm="HS256")
 
 
 def decode_jwt(settings: Settings, token: str, *, audience: Audience) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = jwt.decode(
-            token, settings.jwt_secret.get_secret_value(), algorithms=["HS256"], audience=audience,
+            token, _secret(settings), algorithms=["HS256"], audience=audience,
             issuer=settings.jwt_issuer, options={"require": ["exp", "iat", "sub", "aud", "iss"]},
         )
     except jwt.ExpiredSignatureError:

@@ -86,6 +86,7 @@ class TestRegistration:
         ({"name": None}, "VALIDATION_ERROR"),
         ({"unexpected": "field"}, "VALIDATION_ERROR"),
         ({"password": ["A1aaaaaaa"]}, "VALIDATION_ERROR"),
+        ({"businessName": "tea\x00house"}, "VALIDATION_ERROR"),
     ])
     async def test_bad_input_is_400_and_writes_nothing(self, http: httpx.AsyncClient, resources: Resources,
                                                        override: dict[str, Any], code: str) -> None:

@@ -331,3 +331,11 @@ async def test_admin_routes_refuse_merchants_and_anonymous(path: str, http: http
     assert (await http.get(path)).status_code == 401
     assert (await http.get(path, headers=merchant_account.auth_headers)).status_code == 401
     assert (await http.get(path, headers=merchant_account.signed("GET", path))).status_code == 401
+
+
+async def test_admin_search_with_odd_characters_is_safe(http: httpx.AsyncClient, platform_admin: AdminAccount) -> None:
+    for search in ("%", "_", "\\", "ශ්‍රී", "' OR 1=1 --"):
+        reply = await http.get("/v1/admin/merchants", headers=platform_admin.auth_headers, params={"search": search})
+        assert reply.status_code == 200
+    nul = await http.get("/v1/admin/merchants", headers=platform_admin.auth_headers, params={"search": "a\x00"})
+    assert nul.status_code == 400
