@@ -299,8 +299,10 @@ async def put_setting(key: str, body: SettingIn, session: Session, admin: System
 
 
 @router.get("/settings/history", response_model=Data[list[SettingChangeOut]], summary="Setting changes")
-async def setting_history(session: Session, admin: AdminUser,
-                          key: Annotated[str | None, Query(max_length=100, pattern=r"^[a-z_]*$")] = None) -> Data[list[SettingChangeOut]]:
+async def setting_history(
+    session: Session, admin: AdminUser,
+    key: Annotated[str | None, Query(max_length=100, pattern=r"^[a-z_]*$")] = None,
+) -> Data[list[SettingChangeOut]]:
     return Data(data=[SettingChangeOut.model_validate(c) for c in await platform.setting_history(session, key)])
 
 
