@@ -59,11 +59,16 @@ def _merchant_of(event: Event) -> uuid.UUID | None:
 
 async def deliveries_for_event(session: AsyncSession, event: Event) -> int:
     """The bus handler: one delivery per enabled endpoint of the event's merchant whose
-    filter matches. Idempotent on (event id, endpoint)."""
+    filter (and mode, when the event carries ``"mode"``) matches. Idempotent on (event id, endpoint)."""
     merchant_id = _merchant_of(event)
     if merchant_id is None:
         return 0
-    endpoints = [e for e in await repo.enabled_endpoints(session, merchant_id) if event_matches(e.events, event.type)]
+    # an event that says which mode it belongs to goes to endpoints of that mode only
+    mode = event.data.get("mode")
+    endpoints = [
+        e for e in await repo.enabled_endpoints(session, merchant_id)
+        if event_matches(e.events, event.type) and (mode not in ("live", "test") or e.mode == mode)
+    ]
     if not endpoints:
         return 0
     body = webhook_body(event.type, event.data)

@@ -35,6 +35,9 @@ async def merchant(resources: Resources) -> AsyncIterator[uuid.UUID]:
     yield merchant_id
     async with resources.db.unit_of_work() as session:
         await session.execute(update(Endpoint).where(Endpoint.merchant_id == merchant_id).values(enabled=False))
+        await session.execute(  # parked, as disabling through the service does
+            update(Delivery).where(Delivery.merchant_id == merchant_id, Delivery.status.in_(["PENDING", "FAILED"]))
+            .values(next_attempt_at=datetime.max.replace(tzinfo=UTC)))
 
 
 @pytest.fixture

@@ -81,6 +81,17 @@ class TestDelivery:
         }
         assert len(await deliveries(resources, merchant)) == 1
 
+    async def test_an_event_with_a_mode_goes_to_endpoints_of_that_mode(
+        self, resources: Resources, fast: Settings, merchant: uuid.UUID, webhook_receiver: WebhookReceiver,
+    ) -> None:
+        test_endpoint = await add_endpoint(resources, fast, merchant, webhook_receiver.url(), mode="test")
+        await add_endpoint(resources, fast, merchant, "https://93.184.216.34/hook", mode="live")
+        await emit(resources, merchant, "payment.paid", {**PAYMENT, "mode": "test"})
+        await emit(resources, merchant, "payment.expired", PAYMENT)  # no mode: every endpoint
+        rows = await deliveries(resources, merchant)
+        assert sorted((r.event_type, r.endpoint_id == test_endpoint.id) for r in rows) == [
+            ("payment.expired", False), ("payment.expired", True), ("payment.paid", True)]
+
     async def test_a_redelivered_bus_message_makes_no_second_delivery(
         self, resources: Resources, fast: Settings, merchant: uuid.UUID, webhook_receiver: WebhookReceiver,
     ) -> None:
