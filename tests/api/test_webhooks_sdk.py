@@ -19,7 +19,8 @@ async def _post(client: httpx.AsyncClient, account: MerchantAccount, path: str, 
         **account.signed("POST", path, body, mode=mode), "content-type": "application/json"})  # type: ignore[arg-type]
 
 
-async def _configure(client: httpx.AsyncClient, account: MerchantAccount, url: str, mode: str = "test") -> httpx.Response:
+async def _configure(client: httpx.AsyncClient, account: MerchantAccount, url: str,
+                     mode: str = "test") -> httpx.Response:
     return await _post(client, account, "/v1/sdk/webhooks/configure", orjson.dumps({"url": url}), mode)
 
 
