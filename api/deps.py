@@ -106,14 +106,17 @@ def _signed_path(request: Request) -> str:
     return path + ("?" + query.decode("latin-1") if query else "")
 
 
-async def _hmac_principal(request: Request, session: AsyncSession, resources: NodeResources) -> MerchantPrincipal:
+async def _hmac_principal(request: Request, response: Response, session: AsyncSession, resources: NodeResources,
+                          limiter: RateLimiter) -> MerchantPrincipal:
     headers = request.headers
-    principal = await hmac_auth.authenticate(
+    principal, decision = await hmac_auth.authenticate(
         session, resources.redis, resources.settings, key_id=headers.get("x-api-key"),
         timestamp=headers.get("x-timestamp"), given_signature=headers.get("x-signature"),
         method=request.method, path=_signed_path(request), body=await request.body(),
-        client_ip=client_ip(request),
+        client_ip=client_ip(request), limiter=limiter,
     )
+    if decision is not None:
+        response.headers.update(decision.headers())
     return principal
 
 
@@ -148,12 +151,11 @@ async def _limit_principal(limiter: RateLimiter, response: Response, principal: 
 async def _current_merchant(request: Request, response: Response, session: Session, resources: Resources,
                             limiter: Limiter) -> MerchantPrincipal:
     if any(h in request.headers for h in ("x-api-key", "x-signature", "x-timestamp")):
-        principal = await _hmac_principal(request, session, resources)
-    else:
-        token = _bearer(request)
-        if token is None:
-            raise Unauthorized("missing credentials: a Bearer token or API key signature headers")
-        principal = await _jwt_principal(request, token, session, resources.settings)
+        return await _hmac_principal(request, response, session, resources, limiter)
+    token = _bearer(request)
+    if token is None:
+        raise Unauthorized("missing credentials: a Bearer token or API key signature headers")
+    principal = await _jwt_principal(request, token, session, resources.settings)
     await _limit_principal(limiter, response, principal)
     return principal
 
@@ -162,9 +164,7 @@ async def _api_key_merchant(request: Request, response: Response, session: Sessi
                             limiter: Limiter) -> MerchantPrincipal:
     if _bearer(request) is not None and "x-api-key" not in request.headers:
         raise Unauthorized(MISSING_HEADERS)
-    principal = await _hmac_principal(request, session, resources)
-    await _limit_principal(limiter, response, principal)
-    return principal
+    return await _hmac_principal(request, response, session, resources, limiter)
 
 
 CurrentMerchant = Annotated[MerchantPrincipal, Depends(_current_merchant)]

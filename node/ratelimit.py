@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -96,24 +97,39 @@ class RateLimiter:
         self.limits = {group: Limit.parse(text) for group, text in settings.rate_limits.items()}
         self._script = redis.register_script(_GCRA)
 
+    def _bucket(self, group: str, subject: str) -> str:
+        return f"rl:{group}:{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
+
+    async def queue(self, pipe: Any, group: str, subject: str) -> Limit | None:
+        """Adds this check to a Redis pipeline, so it shares a round trip with other commands;
+        pass the pipeline's result for it to ``decide``."""
+        limit = self.limits.get(group)
+        if limit is not None:
+            await self._script(keys=[self._bucket(group, subject)], args=[limit.interval_ms, limit.requests],
+                               client=pipe)
+        return limit
+
+    def decide(self, limit: Limit, result: Any) -> Decision:
+        """The decision from a queued check's result; raises ``RateLimited`` (429)."""
+        allowed, remaining, retry_ms, reset_ms = result
+        decision = Decision(bool(allowed), limit.requests, int(remaining), max(1, math.ceil(int(retry_ms) / 1000)),
+                            max(0, math.ceil(int(reset_ms) / 1000)))
+        if not decision.allowed:
+            raise RateLimited("too many requests", decision.headers())
+        return decision
+
     async def check(self, group: str, subject: str) -> Decision | None:
         """The decision for one request; None when the group has no limit or Redis is down
         for a fail-open group. Raises ``RateLimited`` (429) or ``ServiceUnavailable`` (fail closed)."""
         limit = self.limits.get(group)
         if limit is None:
             return None
-        bucket = f"rl:{group}:{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
         try:
-            allowed, remaining, retry_ms, reset_ms = await self._script(
-                keys=[bucket], args=[limit.interval_ms, limit.requests])
+            result = await self._script(keys=[self._bucket(group, subject)], args=[limit.interval_ms, limit.requests])
         except RedisError as exc:
             if group in FAIL_CLOSED:
                 log.warning("rate limiter unavailable; failing closed", group=group, error=repr(exc))
                 raise ServiceUnavailable("temporarily unavailable, try again shortly") from None
             log.warning("rate limiter unavailable; failing open", group=group, error=repr(exc))
             return None
-        decision = Decision(bool(allowed), limit.requests, int(remaining), max(1, math.ceil(int(retry_ms) / 1000)),
-                            max(0, math.ceil(int(reset_ms) / 1000)))
-        if not decision.allowed:
-            raise RateLimited("too many requests", decision.headers())
-        return decision
+        return self.decide(limit, result)

@@ -7,7 +7,8 @@ signature (constant-time). Then the signature is claimed in Redis with
 ``SET NX`` for the rest of its window, so the same signed request is accepted
 once; a replay gets 401 ``invalid signature`` (it is no longer a valid signature).
 The same Redis round trip throttles the ``last_used_at`` update to once a minute
-per key. Without Redis the replay check cannot be made: requests fail closed with
+per key and applies the key's rate limit (``api`` group): one SQL query and one Redis
+round trip per request. Without Redis the replay check cannot be made: requests fail closed with
 503 rather than be accepted unprotected.
 """
 
@@ -33,6 +34,7 @@ from node.config import Settings
 from node.errors import Forbidden, ServiceUnavailable, Unauthorized
 from node.merchants import repository as repo
 from node.merchants.api_keys import ip_allowed, open_hmac_key, principal_for_key
+from node.ratelimit import Decision, RateLimiter
 
 
 class IpNotAllowed(Forbidden):
@@ -42,8 +44,8 @@ class IpNotAllowed(Forbidden):
 async def authenticate(
     session: AsyncSession, redis: aioredis.Redis, settings: Settings, *, key_id: str | None,
     timestamp: str | None, given_signature: str | None, method: str, path: str, body: bytes,
-    client_ip: str | None,
-) -> MerchantPrincipal:
+    client_ip: str | None, limiter: RateLimiter | None = None,
+) -> tuple[MerchantPrincipal, Decision | None]:
     if not key_id or not timestamp or not given_signature:
         raise Unauthorized(MISSING_HEADERS)
     now_ms = int(time.time() * 1000)
@@ -66,11 +68,14 @@ async def authenticate(
         async with redis.pipeline(transaction=False) as pipe:
             pipe.set(f"hmac:seen:{key_id}:{expected}", b"1", nx=True, px=ttl_ms)
             pipe.set(f"apikey:touched:{key.id}", b"1", nx=True, ex=settings.api_key_last_used_every_s)
-            fresh, touch = await pipe.execute()
+            limit = await limiter.queue(pipe, "api", f"key:{key.id}") if limiter else None
+            results = await pipe.execute()
     except RedisError:
         raise ServiceUnavailable("authentication temporarily unavailable") from None
+    fresh, touch = results[0], results[1]
     if not fresh:
         raise Unauthorized(INVALID_SIGNATURE)
+    decision = limiter.decide(limit, results[2]) if limiter and limit else None
     if touch:
         await repo.touch_key(session, key.id)
-    return principal_for_key(key)
+    return principal_for_key(key), decision

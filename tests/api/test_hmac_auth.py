@@ -161,3 +161,24 @@ class TestRejected:
     async def test_sdk_routes_refuse_a_portal_token(self, http: httpx.AsyncClient,
                                                     merchant_account: MerchantAccount) -> None:
         _unauthorized(await http.get("/v1/sdk/echo", headers=merchant_account.auth_headers), MISSING)
+
+
+class TestRateLimit:
+    async def test_each_key_is_rate_limited_in_the_same_round_trip(self, resources: Resources) -> None:
+        settings = resources.settings.model_copy(update={"rate_limits": {"api": "3/60"}})
+        app = create_app(settings, resources)
+        router = APIRouter()
+
+        @router.get("/v1/sdk/limited")
+        async def limited(principal: ApiKeyMerchant) -> dict[str, str]:
+            return {"ok": "yes"}
+
+        app.include_router(router)
+        account = await make_merchant(resources)
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 4000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+            replies = [await client.get("/v1/sdk/limited", headers=account.signed("GET", "/v1/sdk/limited"))
+                       for _ in range(4)]
+        assert [r.status_code for r in replies] == [200, 200, 200, 429]
+        assert replies[0].headers["x-ratelimit-limit"] == "3" and replies[2].headers["x-ratelimit-remaining"] == "0"
+        assert replies[3].json()["error"]["code"] == "RATE_LIMITED" and "retry-after" in replies[3].headers
