@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import httpx
+import orjson
 from web3 import AsyncWeb3, Web3
 from web3.providers.async_base import AsyncJSONBaseProvider
 from web3.types import RPCEndpoint, RPCResponse
@@ -101,8 +102,8 @@ class RpcClient:
                 continue
             self._failover.succeeded(url)
             try:
-                return response.json()
-            except ValueError as exc:
+                return orjson.loads(response.content)
+            except (ValueError, orjson.JSONDecodeError) as exc:
                 raise RpcError(f"non-JSON reply from {url}: HTTP {response.status_code}") from exc
         raise RpcUnavailable(f"no RPC endpoint answered ({', '.join(self.urls)}): {last}")
 
@@ -164,7 +165,7 @@ class SyncRpcClient:
                 last = RpcError(f"HTTP {response.status_code} from {url}")
                 continue
             self._failover.succeeded(url)
-            return response.json()
+            return orjson.loads(response.content)
         raise RpcUnavailable(f"no RPC endpoint answered ({', '.join(self.urls)}): {last}")
 
     def request(self, method: str, params: Sequence[Any] | None = None) -> Any:

@@ -15,8 +15,8 @@ class Dispatcher:
         self.handlers = list(handlers)
 
     def _for(self, handler: ChainHandler, events: Sequence[ChainEvent]) -> list[ChainEvent]:
-        wanted = handler.events
-        return [e for e in events if isinstance(e, wanted)]
+        wanted = frozenset(handler.events)  # exact types: events are final dataclasses, no subclasses
+        return [e for e in events if type(e) in wanted]
 
     async def seen(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
         for handler in self.handlers:

@@ -71,8 +71,12 @@ class LogFetcher:
                             delay=round(delay, 2), error=str(exc)[:200])
                 await asyncio.sleep(delay)
                 continue
-            if len(logs) < self.target_logs // 2 and end - start + 1 >= self.span:
-                self.span = min(self.max_range, self.span * 2)
+            blocks = end - start + 1
+            if len(logs) > self.target_logs:
+                # aim the next range at the target: bounded memory per transaction
+                self.span = max(1, blocks * self.target_logs // len(logs))
+            elif len(logs) < self.target_logs // 4 and blocks >= self.span:
+                self.span = min(self.max_range, self.span * 4)
             return FetchedRange(start, end, logs)
 
     async def _get_logs(self, start: int, end: int) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections import Counter
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -297,8 +298,8 @@ class Follower:
         await repository.prune_blocks(session, self.chain_id, below=finalized)
         await repository.save_cursor(session, self.chain_id, number=end, block_hash=end_hash,
                                      finalized=finalized, head=head)
-        for event in events:
-            metrics.EVENTS.labels(type(event).__name__).inc()
+        for name, count in Counter(row[8] for row in rows).items():
+            metrics.EVENTS.labels(name).inc(count)
         metrics.CURSOR.set(end)
         metrics.FINALIZED.set(finalized)
         if headers:

@@ -188,11 +188,12 @@ class OutboxRelay:
         listener = await self._listen()
         try:
             while not stop.is_set():
+                # cleared before reading: a NOTIFY that arrives while we relay wakes the next round
+                self._wake.clear()
                 sent = await self.relay_once()
                 if sent >= self.settings.relay_batch_size:
                     continue
                 OUTBOX_BACKLOG.set(0)
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         _first(stop.wait(), self._wake.wait()), self.settings.relay_poll_interval_s

@@ -70,9 +70,9 @@ class Settings(BaseSettings):
     indexer_finality: str = "depth"
     indexer_confirmations: int = 15  # BSC default; `openpay dev` uses a short depth on its 1 s blocks
     indexer_poll_interval_s: float = 0.5
-    indexer_initial_range: int = 2_000  # blocks per eth_getLogs, adapted as we go
+    indexer_initial_range: int = 100  # blocks per eth_getLogs, adapted as we go
     indexer_max_range: int = 50_000
-    indexer_target_logs: int = 20_000  # grow the range while a fetch returns fewer logs than this
+    indexer_target_logs: int = 10_000  # logs per fetch the range adapts to
     indexer_live_blocks: int = 100  # headers fetched per step at the tip
     indexer_start_block: int | None = None  # default: the deployment's first block
     deployment_file: Path | None = None  # default: <deployments_dir>/<chain_id>.json

@@ -102,7 +102,7 @@ class TestCrashes:
         try:
             await _commit_state_changes(resources, run, event_type)
             done_writing.set()
-            survivor = await killer
+            await killer
 
             async def all_applied() -> bool:
                 async with resources.db.unit_of_work() as session:

@@ -1,0 +1,197 @@
+"""Indexer benchmark: backfill throughput and peak RSS, live latency at the tip, decode ceiling.
+
+    .venv/bin/python bench/indexer.py [--events 100000] [--live-rounds 20]
+    .venv/bin/python bench/indexer.py --rpc-url URL --deployment FILE   # a chain prepared elsewhere
+
+Starts its own PostgreSQL and anvil (instant mining) unless told otherwise, emits the events
+(PaymentReceived-shaped logs from the benchmark emitter, plus real `pay` calls), then indexes
+them with the production follower, handlers and COPY path, and prints the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from chain.artifacts import load_artifacts  # noqa: E402
+from chain.client import RpcClient, SyncRpcClient, make_web3  # noqa: E402
+from chain.deploy import Deployment, LocalSigner, deploy  # noqa: E402
+from chain.intents import IntentDomain, PaymentIntent, sign_intent, uuid_to_bytes32  # noqa: E402
+from indexer.follower import decode_rows  # noqa: E402
+from indexer.service import build_follower  # noqa: E402
+from node.config import Settings  # noqa: E402
+from node.db import Database  # noqa: E402
+from node.db.migrate import upgrade  # noqa: E402
+from node.infra.anvil import EmbeddedAnvil  # noqa: E402
+from node.infra.postgres import EmbeddedPostgres  # noqa: E402
+from node.infra.process import free_port  # noqa: E402
+
+DEPLOYER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+OPERATOR_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+ACCOUNTS = ["0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+            "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"]
+
+
+def send(rpc: SyncRpcClient, sender: str, to: str, data: bytes, gas: int = 29_000_000) -> str:
+    tx_hash: str = rpc.request("eth_sendTransaction", [{"from": sender, "to": to, "data": "0x" + data.hex(),
+                                                        "gas": hex(gas)}])
+    return tx_hash
+
+
+def wait_receipt(rpc: SyncRpcClient, tx_hash: str) -> dict:  # type: ignore[type-arg]
+    while (receipt := rpc.request("eth_getTransactionReceipt", [tx_hash])) is None:
+        time.sleep(0.0005)
+    return receipt  # type: ignore[no-any-return]
+
+
+def prepare_chain(rpc: SyncRpcClient, url: str, events: int, pays: int) -> Deployment:
+    artifacts = load_artifacts()
+    deployment = deploy(make_web3(url), LocalSigner(DEPLOYER_KEY), operator=ACCOUNTS[1], treasurer=ACCOUNTS[0],
+                        reporter=ACCOUNTS[0], artifacts=artifacts, event_emitter=True)
+    emitter = artifacts["OpenPayEventEmitter"]
+    merchant = uuid_to_bytes32(uuid.uuid4())
+    per_tx = 5_000
+    hashes = [send(rpc, ACCOUNTS[2], deployment.event_emitter or "",
+                   emitter.encode_call("emitPayments", min(per_tx, events - i), merchant, deployment.token, i))
+              for i in range(0, events - pays, per_tx)]
+    for tx_hash in hashes:
+        assert wait_receipt(rpc, tx_hash)["status"] == "0x1"
+    token, gateway = artifacts["MockUSDT"], artifacts["OpenPayGateway"]
+    wait_receipt(rpc, send(rpc, ACCOUNTS[2], deployment.token, token.encode_call("faucet", ACCOUNTS[2], 10**30)))
+    wait_receipt(rpc, send(rpc, ACCOUNTS[2], deployment.token, token.encode_call("approve", deployment.gateway,
+                                                                                  10**30)))
+    domain = IntentDomain(deployment.chain_id, deployment.gateway)
+    deadline = int(time.time()) + 86_400
+    for i in range(pays):
+        intent = PaymentIntent(uuid_to_bytes32(uuid.uuid4()), merchant, deployment.token, 10**18 + i, 10**16,
+                               32_500, 325 * 10**8, deadline)
+        send(rpc, ACCOUNTS[2], deployment.gateway,
+             gateway.encode_call("pay", intent.as_tuple(), sign_intent(intent, domain, OPERATOR_KEY)), gas=300_000)
+    rpc.request("evm_mine", [])
+    return deployment
+
+
+async def backfill(settings: Settings, deployment: Deployment) -> tuple[int, float]:
+    db = Database.from_settings(settings)
+    rpc = RpcClient(settings.rpc_urls, timeout=120)
+    follower = build_follower(settings, db, rpc, deployment)
+    started = time.perf_counter()
+    while await follower.step():
+        pass
+    elapsed = time.perf_counter() - started
+    async with db.unit_of_work() as session:
+        from node.indexing.repository import log_count
+
+        count = await log_count(session, deployment.chain_id)
+    await rpc.aclose()
+    await db.dispose()
+    return count, elapsed
+
+
+async def live(settings: Settings, deployment: Deployment, sync_rpc: SyncRpcClient, rounds: int,
+               per_block: int) -> list[float]:
+    import asyncpg
+
+    db = Database.from_settings(settings)
+    rpc = RpcClient(settings.rpc_urls, timeout=30)
+    follower = build_follower(settings.model_copy(update={"indexer_poll_interval_s": 0.005}), db, rpc,
+                              deployment)
+    stop = asyncio.Event()
+    task = asyncio.ensure_future(follower.run(stop))
+    watcher = await asyncpg.connect(db.engine.url.set(drivername="postgresql").render_as_string(False))
+    emitter = load_artifacts()["OpenPayEventEmitter"]
+    latencies = []
+    loop = asyncio.get_running_loop()
+    for i in range(rounds):
+        data = emitter.encode_call("emitPayments", per_block, b"\x01" * 32, deployment.token, 10**9 + i * per_block)
+        tx_hash = await loop.run_in_executor(None, send, sync_rpc, ACCOUNTS[2], deployment.event_emitter or "", data)
+        receipt = await loop.run_in_executor(None, wait_receipt, sync_rpc, tx_hash)
+        arrived = time.perf_counter()  # the block exists: anvil mined it when it answered
+        block = int(receipt["blockNumber"], 16)
+        while (await watcher.fetchval("SELECT block_number FROM chain.cursors WHERE chain_id = $1",
+                                      deployment.chain_id) or 0) < block:
+            await asyncio.sleep(0.001)
+        latencies.append((time.perf_counter() - arrived) * 1000)
+        await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    await watcher.close()
+    await rpc.aclose()
+    await db.dispose()
+    return latencies
+
+
+def decode_ceiling(rpc: SyncRpcClient, deployment: Deployment) -> tuple[int, float]:
+    logs = rpc.request("eth_getLogs", [{"fromBlock": "0x0", "toBlock": "latest",
+                                        "address": [deployment.gateway, deployment.event_emitter]}])
+    started = time.perf_counter()
+    rows, _ = decode_rows(deployment.chain_id, logs, 10**12)
+    return len(rows), time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--pays", type=int, default=500)
+    parser.add_argument("--live-rounds", type=int, default=20)
+    parser.add_argument("--live-events", type=int, default=1_000)
+    parser.add_argument("--rpc-url")
+    parser.add_argument("--deployment", type=Path)
+    parser.add_argument("--database-url")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="openpay-bench-"))
+    servers = []
+    if args.database_url:
+        database_url = args.database_url
+    else:
+        pg = EmbeddedPostgres(tmp / "pg", free_port())
+        pg.start()
+        servers.append(pg)
+        database_url = pg.url
+    if args.rpc_url:
+        url = args.rpc_url
+    else:
+        anvil = EmbeddedAnvil(None, free_port(), chain_id=31337)
+        anvil.start()
+        servers.append(anvil)
+        url = anvil.url
+    try:
+        with SyncRpcClient(url, timeout=300) as sync_rpc:
+            if args.deployment:
+                deployment = Deployment.load(args.deployment)
+            else:
+                started = time.perf_counter()
+                deployment = prepare_chain(sync_rpc, url, args.events, args.pays)
+                print(f"chain prepared: {args.events:,} events in {time.perf_counter() - started:.1f}s")
+            settings = Settings(_env_file=None, database_url=database_url, rpc_url=url,  # type: ignore[call-arg]
+                                chain_id=deployment.chain_id, indexer_confirmations=0, log_json=False,
+                                log_level="WARNING")
+            upgrade(settings)
+            count, elapsed = asyncio.run(backfill(settings, deployment))
+            rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"backfill: {count:,} events in {elapsed:.2f}s = {count / elapsed:,.0f} events/s end to end "
+                  f"(fetch, decode, COPY, handlers, cursor); peak RSS {rss_mb:.0f} MB")
+            decoded, decode_s = decode_ceiling(sync_rpc, deployment)
+            print(f"decode only: {decoded:,} events in {decode_s:.2f}s = {decoded / decode_s:,.0f} events/s")
+            latencies = asyncio.run(live(settings, deployment, sync_rpc, args.live_rounds, args.live_events))
+            latencies.sort()
+            p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+            print(f"live: block of {args.live_events:,} events -> committed: p50 {statistics.median(latencies):.0f} ms,"
+                  f" p99 {p99:.0f} ms, max {latencies[-1]:.0f} ms over {len(latencies)} blocks")
+    finally:
+        for server in reversed(servers):
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
