@@ -112,9 +112,8 @@ async def login(body: LoginIn, session: Session, settings: Settings, meta: Reque
         raise
     if result.challenge_token:
         return Data(data=LoginOut(two_factor_required=True, challenge_token=result.challenge_token))
-    first = result.user.last_login_at is None
     out = _session_out(result)
-    await _note_device(resources, session, result.user, meta, first_login=first)
+    await _note_device(resources, session, result.user, meta, first_login=result.first_login)
     return Data(data=out)
 
 

@@ -48,6 +48,7 @@ class LoginResult:
     merchant: Merchant
     tokens: TokenPair | None = None
     challenge_token: str | None = None
+    first_login: bool = False
 
 
 def access_token(settings: Settings, user: User) -> str:
@@ -89,12 +90,13 @@ async def login(session: AsyncSession, settings: Settings, email: str, password:
 
 async def _complete_login(session: AsyncSession, settings: Settings, user: User, merchant: Merchant,
                           meta: RequestMeta, *, method: str) -> LoginResult:
+    first_login = user.last_login_at is None
     user.last_login_at = datetime.now(UTC)
     tokens = await issue_tokens(session, settings, user)
     await audit.record(session, action="merchant_user.login", actor_type="MERCHANT_USER", actor_id=user.id,
                        merchant_id=user.merchant_id, resource_type="user", resource_id=user.id,
                        details={"method": method}, meta=meta)
-    return LoginResult(user, merchant, tokens=tokens)
+    return LoginResult(user, merchant, tokens=tokens, first_login=first_login)
 
 
 async def login_second_factor(session: AsyncSession, settings: Settings, challenge_token: str, *,

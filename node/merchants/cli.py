@@ -71,7 +71,7 @@ def merchants_create(
             kyc_status="APPROVED" if approved else "PENDING", actor_type="SYSTEM")
         return merchant.id
 
-    console.print(f"merchant created: {_run(work)}")
+    typer.echo(f"merchant created: {_run(work)}")
 
 
 @merchants_app.command("list")
@@ -132,8 +132,8 @@ def keys_create(merchant_id: str, mode: str = typer.Option("test", help="live or
                                          name=name, actor_type="SYSTEM")
 
     created = _run(work)
-    console.print(f"key id: {created.key.key_id}")
-    console.print(f"credential (shown once): {created.sdk_credential}")
+    typer.echo(f"key id: {created.key.key_id}")
+    typer.echo(f"credential (shown once): {created.sdk_credential}")
 
 
 @keys_app.command("revoke")

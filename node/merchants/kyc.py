@@ -44,6 +44,12 @@ async def submit(session: AsyncSession, settings: Settings, merchant_id: uuid.UU
     ) if not value]
     if missing:
         raise ValidationFailed(f"complete the business details first: {', '.join(missing)}", code="KYC_INCOMPLETE")
+    from node.admin import platform
+
+    pending = await platform.pending_legal(session, merchant_id)
+    if pending:
+        raise ValidationFailed("accept the current " + ", ".join(d.kind.replace("_", " ") for d in pending)
+                               + " first", code="LEGAL_ACCEPTANCE_REQUIRED")
     target = {"PENDING": "INSTANT_ACCESS", "INSTANT_ACCESS": "UNDER_REVIEW", "REJECTED": "UNDER_REVIEW"}.get(
         merchant.kyc_status)
     if target is None:

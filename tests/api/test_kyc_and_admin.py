@@ -41,6 +41,8 @@ async def _pending(resources: Resources, http: httpx.AsyncClient) -> MerchantAcc
     account = await make_merchant(resources, kyc="PENDING")
     reply = await http.patch("/v1/merchants/me", headers=account.auth_headers, json=PROFILE)
     assert reply.status_code == 200, reply.text
+    for doc in (await http.get("/v1/legal-documents/current", headers=account.auth_headers)).json()["data"]:
+        await http.post("/v1/legal-documents/accept", headers=account.auth_headers, json={"documentId": doc["id"]})
     return account
 
 
@@ -323,6 +325,20 @@ class TestSettingsAndLegal:
         current = await http.get("/v1/legal-documents/current", headers=merchant_account.auth_headers)
         [doc] = [d for d in current.json()["data"] if d["kind"] == kind]
         assert doc["accepted"] is True and doc["content"] == "v2 text"
+
+    async def test_kyc_submission_needs_the_current_terms_accepted(
+            self, http: httpx.AsyncClient, resources: Resources, platform_admin: AdminAccount) -> None:
+        published = await http.post("/v1/admin/legal-documents", headers=platform_admin.auth_headers,
+                                    json={"kind": "terms_and_conditions", "title": "Terms", "content": "terms"})
+        account = await make_merchant(resources, kyc="PENDING")
+        await http.patch("/v1/merchants/me", headers=account.auth_headers, json=PROFILE)
+        refused = await http.post("/v1/merchants/me/kyc/submit", headers=account.auth_headers)
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "LEGAL_ACCEPTANCE_REQUIRED"
+        for doc in (await http.get("/v1/legal-documents/current", headers=account.auth_headers)).json()["data"]:
+            await http.post("/v1/legal-documents/accept", headers=account.auth_headers,
+                            json={"documentId": doc["id"]})
+        ok = await http.post("/v1/merchants/me/kyc/submit", headers=account.auth_headers)
+        assert ok.status_code == 200 and published.status_code == 201
 
 
 @pytest.mark.parametrize("path", ["/v1/admin/merchants", "/v1/admin/audit-logs", "/v1/admin/users"])
