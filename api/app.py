@@ -51,7 +51,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
     app.add_middleware(RequestContext)
     app.include_router(health.router)
     for accounts_router in (auth.router, merchants.router, branches.router, api_keys.router, users.router,
-                            admin.router):
+                            admin.router, admin.legacy):
         app.include_router(accounts_router)
     for webhooks_router in (webhook_routes.router, sdk_webhooks.router, notification_routes.router):
         app.include_router(webhooks_router)

@@ -151,6 +151,29 @@ async def list_documents(session: Session, principal: KycRead) -> Data[list[Docu
     return Data(data=[DocumentOut.model_validate(d) for d in rows])
 
 
+# the original's paths, now ownership-checked (defect 2)
+@router.get("/v1/merchants/{merchantId}/documents", response_model=Data[list[DocumentOut]],
+            summary="Uploaded documents (own merchant only)")
+async def list_documents_by_id(merchantId: uuid.UUID, session: Session, principal: KycRead) -> Data[list[DocumentOut]]:
+    _own(principal, merchantId)
+    return await list_documents(session, principal)
+
+
+@router.get("/v1/merchants/{merchantId}/directors", response_model=Data[list[DirectorOut]],
+            summary="Directors (own merchant only)")
+async def list_directors_by_id(merchantId: uuid.UUID, session: Session, principal: KycRead) -> Data[list[DirectorOut]]:
+    _own(principal, merchantId)
+    return await list_directors(session, principal)
+
+
+@router.post("/v1/merchants/{merchantId}/directors", status_code=201, response_model=Data[DirectorOut],
+             summary="Add a director (own merchant only)")
+async def add_director_by_id(merchantId: uuid.UUID, body: DirectorIn, session: Session, settings: Settings,
+                             principal: KycWrite, meta: RequestMeta) -> Data[DirectorOut]:
+    _own(principal, merchantId)
+    return await add_director(body, session, settings, principal, meta)
+
+
 @router.get("/v1/documents/{documentId}/link", response_model=Data[SignedLinkOut],
             summary="A download link for an own document, valid for a few minutes")
 async def document_link(documentId: uuid.UUID, session: Session, settings: Settings,
