@@ -76,12 +76,20 @@ async def rotate(session: AsyncSession, model: type[Any], token: str, ttl_s: int
     if spent is None:
         # no lock is held on the row here, so the caller can revoke the family in its own transaction
         row = (await session.execute(select(model).where(model.token_hash == digest))).scalar_one_or_none()
-        if row is not None and (row.used_at is not None or row.revoked_at is not None):
+        # a spent token shown again was copied; a revoked (logged out) or expired one is just dead
+        if row is not None and row.used_at is not None:
             raise RefreshReused(row.family_id, row.user_id)
         raise RefreshInvalid("invalid or expired refresh token")
     user_id, family_id = spent
     new_token, family = await issue(session, model, user_id, ttl_s, family_id)
     return Rotated(user_id, family, new_token)
+
+
+async def owner(session: AsyncSession, model: type[Any], token: str) -> uuid.UUID | None:
+    """The user a refresh token was issued to, whatever its state."""
+    user_id: uuid.UUID | None = (await session.execute(
+        select(model.user_id).where(model.token_hash == token_hash(token)))).scalar_one_or_none()
+    return user_id
 
 
 async def revoke_family(session: AsyncSession, model: type[Any], family_id: uuid.UUID) -> None:

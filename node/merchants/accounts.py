@@ -138,7 +138,16 @@ async def check_second_factor(session: AsyncSession, settings: Settings, user: A
 
 async def refresh(session: AsyncSession, settings: Settings, token: str) -> tuple[TokenPair, User]:
     """Rotate; raises ``sessions.RefreshReused`` (caller revokes the family in its own transaction)."""
-    rotated = await sessions.rotate(session, RefreshToken, token, settings.refresh_token_ttl_s)
+    try:
+        rotated = await sessions.rotate(session, RefreshToken, token, settings.refresh_token_ttl_s)
+    except sessions.RefreshInvalid:
+        # the original answers 403 on refresh for a non-active merchant; its tokens were revoked
+        owner = await sessions.owner(session, RefreshToken, token)
+        caller = await repo.get_user(session, owner) if owner else None
+        merchant = await repo.get_merchant(session, caller.merchant_id) if caller else None
+        if merchant is not None and merchant.status != "ACTIVE":
+            raise MerchantInactive(f"merchant account is {merchant.status.lower()}") from None
+        raise
     user = await repo.get_user(session, rotated.user_id)
     if user is None or not user.is_active:
         raise Unauthorized("invalid refresh token")

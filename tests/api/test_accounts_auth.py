@@ -141,7 +141,7 @@ class TestLogin:
         reply = await http.post("/v1/auth/login", json={"email": account.email, "password": PASSWORD})
         assert reply.status_code == 403 and reply.json()["error"]["code"] == "MERCHANT_INACTIVE"
         refresh = await http.post("/v1/auth/refresh", json={"refreshToken": account.refresh_token})
-        assert refresh.status_code in (401, 403)
+        assert refresh.status_code == 403 and refresh.json()["error"]["code"] == "MERCHANT_INACTIVE"
 
     async def test_brute_force_on_one_account_hits_the_rate_limit(
             self, http: httpx.AsyncClient, merchant_account: MerchantAccount) -> None:

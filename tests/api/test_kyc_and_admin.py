@@ -206,6 +206,8 @@ class TestAdminReview:
         assert (await http.get("/v1/branches", headers=account.auth_headers)).status_code == 401
         login = await http.post("/v1/auth/login", json={"email": account.email, "password": PASSWORD})
         assert login.status_code == 403
+        refresh = await http.post("/v1/auth/refresh", json={"refreshToken": account.refresh_token})
+        assert refresh.status_code == 403 and refresh.json()["error"]["code"] == "MERCHANT_INACTIVE"
         assert await emails_to(resources, account.email, "merchant.frozen")
         unfreeze = await http.post(f"/v1/admin/merchants/{account.merchant_id}/unfreeze",
                                    headers=platform_admin.auth_headers, json={})
