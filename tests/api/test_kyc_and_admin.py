@@ -357,3 +357,42 @@ async def test_admin_search_with_odd_characters_is_safe(http: httpx.AsyncClient,
         assert reply.status_code == 200
     nul = await http.get("/v1/admin/merchants", headers=platform_admin.auth_headers, params={"search": "a\x00"})
     assert nul.status_code == 400
+
+
+class TestAdminUsers:
+    async def test_super_admin_changes_roles_and_deactivates_but_not_itself(
+            self, http: httpx.AsyncClient, resources: Resources, platform_admin: AdminAccount) -> None:
+        other = await make_admin(resources, "ADMIN")
+        demoted = await http.patch(f"/v1/admin/users/{other.admin_id}", headers=platform_admin.auth_headers,
+                                   json={"role": "VIEWER"})
+        assert demoted.status_code == 200 and demoted.json()["data"]["role"] == "VIEWER"
+        # the new role applies to the token already issued
+        assert (await http.post(f"/v1/admin/merchants/{other.admin_id}/reject", headers=other.auth_headers,
+                                json={"reason": "x"})).status_code == 403
+        off = await http.patch(f"/v1/admin/users/{other.admin_id}", headers=platform_admin.auth_headers,
+                               json={"isActive": False})
+        assert off.status_code == 200
+        assert (await http.get("/v1/admin/auth/me", headers=other.auth_headers)).status_code == 401
+        own = await http.patch(f"/v1/admin/users/{platform_admin.admin_id}", headers=platform_admin.auth_headers,
+                               json={"role": "VIEWER"})
+        assert own.status_code == 403
+        listed = await http.get("/v1/admin/users", headers=platform_admin.auth_headers)
+        assert any(a["id"] == str(other.admin_id) and not a["isActive"] for a in listed.json()["data"])
+        roles = await http.get("/v1/admin/roles", headers=platform_admin.auth_headers)
+        assert {r["role"] for r in roles.json()["data"]} == {"SUPER_ADMIN", "ADMIN", "VIEWER"}
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
+    from types import SimpleNamespace
+
+    from api.deps import client_ip
+
+    def request(peer: str, forwarded: str, trusted: list[str]) -> object:
+        settings = SimpleNamespace(trusted_proxies=trusted)
+        return SimpleNamespace(client=SimpleNamespace(host=peer), headers={"x-forwarded-for": forwarded},
+                               app=SimpleNamespace(state=SimpleNamespace(settings=settings)))
+
+    assert client_ip(request("203.0.113.5", "1.2.3.4", [])) == "203.0.113.5"  # type: ignore[arg-type]
+    assert client_ip(request("10.0.0.2", "1.2.3.4, 10.0.0.1", ["10.0.0.1", "10.0.0.2"])) == "1.2.3.4"  # type: ignore[arg-type]
+    # a spoofed left-most entry does not win over the hop the proxy saw
+    assert client_ip(request("10.0.0.2", "6.6.6.6, 1.2.3.4", ["10.0.0.2"])) == "1.2.3.4"  # type: ignore[arg-type]
