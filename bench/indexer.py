@@ -30,6 +30,7 @@ from chain.client import RpcClient, SyncRpcClient, make_web3  # noqa: E402
 from chain.deploy import Deployment, LocalSigner, deploy  # noqa: E402
 from chain.intents import IntentDomain, PaymentIntent, sign_intent, uuid_to_bytes32  # noqa: E402
 from indexer.follower import decode_rows  # noqa: E402
+from indexer.heads import HeadWatcher, ws_url_for  # noqa: E402
 from indexer.service import build_follower, tune_gc  # noqa: E402
 from node.config import Settings  # noqa: E402
 from node.db import Database  # noqa: E402
@@ -115,8 +116,9 @@ async def live(settings: Settings, deployment: Deployment, sync_rpc: SyncRpcClie
     db = Database.from_settings(settings)
     rpc = RpcClient(settings.rpc_urls, timeout=30)
     handled, extra = as_handled(deployment)
-    follower = build_follower(settings.model_copy(update={"indexer_poll_interval_s": 0.005}), db, rpc,
-                              handled, extra_addresses=extra)
+    heads = HeadWatcher(ws_url_for(settings.rpc_urls[0]))
+    heads.start()
+    follower = build_follower(settings, db, rpc, handled, extra_addresses=extra, heads=heads)
     stop = asyncio.Event()
     task = asyncio.ensure_future(follower.run(stop))
     watcher = await asyncpg.connect(db.engine.url.set(drivername="postgresql").render_as_string(False))
@@ -136,6 +138,7 @@ async def live(settings: Settings, deployment: Deployment, sync_rpc: SyncRpcClie
         await asyncio.sleep(0.05)
     stop.set()
     await task
+    await heads.stop()
     await watcher.close()
     await rpc.aclose()
     await db.dispose()
@@ -203,6 +206,7 @@ def main() -> None:
                   f"(fetch, decode, COPY, handlers, cursor); peak RSS {rss_mb:.0f} MB")
             decoded, decode_s = decode_ceiling(sync_rpc, deployment)
             print(f"decode only: {decoded:,} events in {decode_s:.2f}s = {decoded / decode_s:,.0f} events/s")
+            tune_gc()
             latencies = asyncio.run(live(settings, deployment, sync_rpc, args.live_rounds, args.live_events))
             latencies.sort()
             p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]

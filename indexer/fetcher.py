@@ -79,7 +79,8 @@ class LogFetcher:
                 self.span = min(self.max_range, self.span * 4)
             return FetchedRange(start, end, logs)
 
-    async def _get_logs(self, start: int, end: int) -> list[dict[str, Any]]:
+    async def calls(self, start: int, end: int) -> list[tuple[str, list[Any]]]:
+        """The ``eth_getLogs`` calls that cover blocks ``start..end`` (ours, and deposit transfers)."""
         window = {"fromBlock": hex(start), "toBlock": hex(end)}
         calls: list[tuple[str, list[Any]]] = [("eth_getLogs", [{**window, "address": self.addresses}])]
         if self.deposit_watch is not None and self.token is not None:
@@ -88,7 +89,11 @@ class LogFetcher:
                 padded = ["0x" + a.lower()[2:].rjust(64, "0") for a in watched[i:i + _ADDRESS_CHUNK]]
                 calls.append(("eth_getLogs", [{**window, "address": self.token,
                                                "topics": [Transfer.TOPIC0, None, padded]}]))
-        results = [await self.rpc.request(*calls[0])] if len(calls) == 1 else await self.rpc.batch(calls)
+        return calls
+
+    @staticmethod
+    def collect(results: Sequence[Any]) -> list[dict[str, Any]]:
+        """The logs of those calls' results, in chain order; raises on a malformed answer."""
         logs: list[dict[str, Any]] = []
         for result in results:
             if not isinstance(result, list):
@@ -100,6 +105,11 @@ class LogFetcher:
             if lg.get("removed"):
                 raise RpcError("eth_getLogs returned a removed log: the range is being reorganised")
         return logs
+
+    async def _get_logs(self, start: int, end: int) -> list[dict[str, Any]]:
+        calls = await self.calls(start, end)
+        results = [await self.rpc.request(*calls[0])] if len(calls) == 1 else await self.rpc.batch(calls)
+        return self.collect(results)
 
 
 def _is_too_much(exc: RpcError) -> bool:

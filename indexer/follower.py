@@ -22,6 +22,7 @@ from chain.events import DECODERS, ChainEvent, EventDecodeError
 from indexer import metrics
 from indexer.dispatch import Dispatcher
 from indexer.fetcher import FetchedRange, LogFetcher
+from indexer.heads import HeadWatcher
 from indexer.leader import LeaderLock
 from node.bus import announce
 from node.db import Database
@@ -96,7 +97,7 @@ class Follower:
     def __init__(
         self, db: Database, rpc: RpcClient, fetcher: LogFetcher, dispatcher: Dispatcher, scope: ChainScope,
         policy: FinalityPolicy, *, start_block: int, live_blocks: int = 100, poll_interval: float = 0.5,
-        leader: LeaderLock | None = None,
+        leader: LeaderLock | None = None, heads: HeadWatcher | None = None,
     ) -> None:
         self.db = db
         self.rpc = rpc
@@ -109,7 +110,11 @@ class Follower:
         self.live_blocks = live_blocks
         self.poll_interval = poll_interval
         self.leader = leader
+        self.heads = heads
         self._prefetch: tuple[int, asyncio.Task[tuple[FetchedRange, dict[str, Any]]]] | None = None
+        # the leader is the cursor's only writer: after the first read it is known without a query
+        self._cursor: Cursor | None = None
+        self._pruned_below = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Steps until ``stop``; an unreachable or misbehaving RPC is waited out (each step is
@@ -130,26 +135,52 @@ class Follower:
                     await _sleep_or_stop(stop, delay)
                     continue
                 if not progressed:
-                    await _sleep_or_stop(stop, self.poll_interval)
+                    await self._wait_for_block(stop)
         finally:
             self._cancel_prefetch()
 
+    async def _wait_for_block(self, stop: asyncio.Event) -> None:
+        if self.heads is None:
+            await _sleep_or_stop(stop, self.poll_interval)
+            return
+        waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self.heads.new_head.wait())]
+        try:
+            await asyncio.wait(waits, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+
     async def cursor(self) -> Cursor:
+        if self._cursor is not None:
+            return self._cursor
         async with self.db.unit_of_work() as session:
             row = await repository.get_cursor(session, self.chain_id)
         if row is None:
             return Cursor(self.start_block - 1, None, self.start_block - 1)
-        return Cursor(row.block_number, row.block_hash, row.finalized_number)
+        self._cursor = Cursor(row.block_number, row.block_hash, row.finalized_number)
+        return self._cursor
 
     async def step(self) -> bool:
         """One unit of progress; False when there was nothing to do."""
-        head = int(await self.rpc.request("eth_blockNumber"), 16)
+        try:
+            return await self._step()
+        except BaseException:
+            self._cursor = None  # whatever failed may not have committed: read it again
+            raise
+
+    async def _step(self) -> bool:
+        if self.heads is not None:
+            # cleared before reading the head: a block announced from here on ends the next wait
+            self.heads.new_head.clear()
+        latest = await self.rpc.request("eth_getBlockByNumber", ["latest", False])
+        head = int(latest["number"], 16)
         finalized = min(head, await self.policy.finalized(self.rpc, head))
         cursor = await self.cursor()
         metrics.HEAD.set(head)
         metrics.LAG_BLOCKS.set(max(0, head - cursor.number))
         if cursor.number >= head:
-            if cursor.hash and await self._tip_replaced(cursor, head):
+            if cursor.hash and (latest["hash"] != cursor.hash if cursor.number == head
+                                else await self._tip_replaced(cursor, head)):
                 await self._reorg(cursor, head, finalized)
                 return True
             if finalized > cursor.finalized:
@@ -158,13 +189,14 @@ class Follower:
                     await self._promote(session, finalized)
                     await repository.save_cursor(session, self.chain_id, number=cursor.number,
                                                  block_hash=cursor.hash or "", finalized=finalized, head=head)
+                self._cursor = Cursor(cursor.number, cursor.hash, finalized)
                 metrics.FINALIZED.set(finalized)
             return False
         start = cursor.number + 1
         if finalized - start >= self.live_blocks:
             await self._backfill(cursor, start, finalized, head)
         else:
-            await self._follow_tip(cursor, start, head, finalized)
+            await self._follow_tip(cursor, start, head, finalized, latest)
         return True
 
     async def _tip_replaced(self, cursor: Cursor, head: int) -> bool:
@@ -214,8 +246,17 @@ class Follower:
         headers = await self.rpc.batch(calls)
         return [h for h in headers if h is not None]
 
-    async def _follow_tip(self, cursor: Cursor, start: int, head: int, finalized: int) -> None:
-        headers = await self._headers(start, min(head, start + self.live_blocks - 1))
+    async def _follow_tip(self, cursor: Cursor, start: int, head: int, finalized: int,
+                          latest: dict[str, Any]) -> None:
+        end = min(head, start + self.live_blocks - 1)
+        if start == head:
+            # the usual case at the tip: one new block, whose header we already have
+            headers = [latest]
+            logs = self.fetcher.collect(await self.rpc.batch(await self.fetcher.calls(start, end)))
+            fetched = FetchedRange(start, end, logs)
+        else:
+            headers = await self._headers(start, end)
+            fetched = None
         if not headers:
             return
         if cursor.hash and headers[0]["parentHash"] != cursor.hash:
@@ -223,7 +264,8 @@ class Follower:
             return
         if not _linked(headers):
             return  # the tip moved while we read it: read again
-        fetched = await self.fetcher.fetch(start, int(headers[-1]["number"], 16))
+        if fetched is None:
+            fetched = await self.fetcher.fetch(start, int(headers[-1]["number"], 16))
         headers = headers[: fetched.end - start + 1]
         if not _logs_match(fetched.logs, headers):
             return
@@ -276,6 +318,7 @@ class Follower:
             else:
                 await repository.save_cursor(session, self.chain_id, number=fork, block_hash=canonical["hash"],
                                              finalized=cursor.finalized, head=head)
+                self._cursor = Cursor(fork, canonical["hash"], cursor.finalized)
         metrics.REORGS.inc()
         log.warning("reorg undone", fork_block=fork, old_head=cursor.number, depth=cursor.number - fork,
                     undone=len(events))
@@ -295,9 +338,13 @@ class Follower:
         if final_now:
             await self.dispatcher.final(session, self.scope, final_now)
         await repository.save_blocks(session, self.chain_id, [h for h in headers if h is not None])
-        await repository.prune_blocks(session, self.chain_id, below=finalized)
+        if finalized - self._pruned_below >= 64:
+            await repository.prune_blocks(session, self.chain_id, below=finalized)
+            self._pruned_below = finalized
         await repository.save_cursor(session, self.chain_id, number=end, block_hash=end_hash,
                                      finalized=finalized, head=head)
+        # takes effect when the caller's transaction commits; a failure clears it (see step)
+        self._cursor = Cursor(end, end_hash, finalized)
         for name, count in Counter(row[8] for row in rows).items():
             metrics.EVENTS.labels(name).inc(count)
         metrics.CURSOR.set(end)

@@ -16,6 +16,7 @@ from chain.errors import DeploymentError
 from indexer.dispatch import Dispatcher
 from indexer.fetcher import DepositWatch, LogFetcher
 from indexer.follower import FinalityPolicy, Follower
+from indexer.heads import HeadWatcher, ws_url_for
 from indexer.leader import LeaderLock
 from node.config import Settings
 from node.db import Database
@@ -45,7 +46,7 @@ def scope_of(deployment: Deployment) -> ChainScope:
 def build_follower(
     settings: Settings, db: Database, rpc: RpcClient, deployment: Deployment, *,
     handlers: list[ChainHandler] | None = None, leader: LeaderLock | None = None,
-    watch: DepositWatch | None = None, extra_addresses: tuple[str, ...] = (),
+    watch: DepositWatch | None = None, extra_addresses: tuple[str, ...] = (), heads: HeadWatcher | None = None,
 ) -> Follower:
     addresses = [deployment.gateway, deployment.subscriptions, deployment.oracle, *extra_addresses]
     if deployment.event_emitter:  # dev and test chains only: the benchmark's event source
@@ -60,7 +61,7 @@ def build_follower(
         db, rpc, fetcher, Dispatcher(handlers if handlers is not None else chain_handlers()),
         scope_of(deployment), FinalityPolicy(settings.indexer_finality, settings.indexer_confirmations),
         start_block=start, live_blocks=settings.indexer_live_blocks,
-        poll_interval=settings.indexer_poll_interval_s, leader=leader,
+        poll_interval=settings.indexer_poll_interval_s, leader=leader, heads=heads,
     )
 
 
@@ -78,10 +79,16 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             acquire.cancel()
             return
         stopped.cancel()
-        follower = build_follower(settings, db, rpc, deployment, leader=leader, watch=deposit_watch(db))
+        heads = HeadWatcher(settings.indexer_ws_url or ws_url_for(settings.rpc_urls[0]))
+        heads.start()
+        follower = build_follower(settings, db, rpc, deployment, leader=leader, watch=deposit_watch(db),
+                                  heads=heads)
         log.info("indexing", chain_id=deployment.chain_id, gateway=deployment.gateway,
                  from_block=follower.start_block)
-        await follower.run(stop)
+        try:
+            await follower.run(stop)
+        finally:
+            await heads.stop()
     finally:
         await leader.release()
         await rpc.aclose()

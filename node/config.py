@@ -18,6 +18,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # anvil's first mnemonic accounts; used only on the embedded dev chain
 DEV_DEPLOYER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 DEV_OPERATOR_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+DEV_TREASURER_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
 
 
 class Environment(StrEnum):
@@ -69,7 +70,8 @@ class Settings(BaseSettings):
     # indexer: finality by the node's `finalized` tag ("tag") or by a confirmation depth ("depth")
     indexer_finality: str = "depth"
     indexer_confirmations: int = 15  # BSC default; `openpay dev` uses a short depth on its 1 s blocks
-    indexer_poll_interval_s: float = 0.5
+    indexer_poll_interval_s: float = 0.5  # with newHeads over WebSocket a block is noticed at once anyway
+    indexer_ws_url: str | None = None  # default: the first RPC URL with ws:// (anvil, geth serve both)
     indexer_initial_range: int = 10  # blocks per eth_getLogs; grows fourfold while sparse
     indexer_max_range: int = 50_000
     indexer_target_logs: int = 10_000  # logs per fetch the range adapts to
@@ -163,6 +165,51 @@ class Settings(BaseSettings):
     # seconds to wait after failed send n; then the notification is FAILED for good (still resendable)
     notification_retry_schedule_s: list[float] = [30.0, 60.0, 300.0, 900.0, 3600.0, 6 * 3600.0]
     notification_poll_interval_s: float = 1.0
+
+    # --- payments and exchange rates (node/payments, node/exchange rates) ---
+    coingecko_url: str = "https://api.coingecko.com"
+    coingecko_api_key: SecretStr | None = None  # demo/pro key header, optional
+    rates_interval_s: float = 300.0  # the original fetched every 5 minutes
+    rates_timeout_s: float = 10.0
+    rate_max_age_s: int = 1800  # no payment is priced on an older rate: 503 RATE_STALE
+    rate_seed_lkr: str = "325"  # the original's seed when no rate was ever fetched (source SEED)
+    oracle_deviation: str = "0.005"  # post to the on-chain oracle when the rate moves more than this fraction
+    oracle_heartbeat_s: int = 24 * 3600  # ... or when the last round is older than this
+    oracle_reporter_key: SecretStr | None = None  # REPORTER_ROLE key; default: the operator key
+    payment_expiry_minutes: int = 15
+    payment_expiry_grace_s: int = 60  # a deadline passed by less than this is not expired yet (indexer lag)
+    payment_max_expiry_minutes: int = 7 * 24 * 60
+    sweep_batch_size: int = 50
+    sweep_interval_s: float = 30.0
+    expiry_interval_s: float = 15.0
+    # the funded wallet `POST /test/simulate/{providerPayId}` pays from (test chains only; anvil account 9)
+    test_payer_key: SecretStr = SecretStr("0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6")
+    # fraud rules (platform-features.md section 11); amounts in USDT
+    risk_block_score: int = 80
+    risk_large_amount_usdt: int = 10_000
+    risk_medium_amount_usdt: int = 5_000
+    risk_daily_volume_usdt: int = 50_000
+    risk_new_customer_amount_usdt: int = 1_000
+
+    # --- settlement, withdrawals, treasury (node/settlement, node/exchange treasury + ccxt) ---
+    # TREASURER_ROLE key (settle, withdrawTreasury) and ADMIN_ROLE key (setPayoutAddress); dev defaults are
+    # anvil accounts 2 and 0, refused in production (node.settlement.sender.check_keys)
+    treasurer_key: SecretStr = SecretStr(DEV_TREASURER_KEY)
+    gateway_admin_key: SecretStr = SecretStr(DEV_DEPLOYER_KEY)
+    payout_address_cooldown_s: float = 24 * 3600.0  # a new payout address takes effect on chain after this
+    tx_replace_after_s: float = 30.0  # a sent transaction not mined after this is re-sent with more gas
+    tx_receipt_timeout_s: float = 600.0  # then the send is left to reconciliation (dropped -> FAILED)
+    tx_sender_interval_s: float = 2.0  # how often the worker's chain sender looks for approved work
+    refund_approval_threshold_usdt: str = "1000"  # refunds above this need an admin's approval
+    treasury_approval_threshold_usdt: str = "10000"  # treasury withdrawals above this need a second admin
+    sweep_max_gas_price_wei: int = 5 * 10**9  # no sweeps while gas costs more than this (5 gwei)
+    sweep_dust_usdt: str = "1"  # deposits holding less than this are left for later (reported)
+    settlement_schedule_interval_s: float = 300.0  # how often due scheduled settlements are created
+    # ccxt exchanges for the treasury: {"binance": {"apiKey": ..., "secret": ..., "password": ...}}; `urls`
+    # points an exchange at another API host (tests: local servers)
+    exchange_credentials: dict[str, dict[str, str]] = {}
+    exchange_urls: dict[str, str] = {}
+    exchange_timeout_s: float = 10.0
 
     @field_validator("database_url")
     @classmethod
