@@ -73,7 +73,7 @@ def run(role: Role) -> None:
 
 @app.command()
 def dev(
-    roles: str = typer.Option("api,worker,scheduler", help="Roles to run, comma separated"),
+    roles: str = typer.Option("api,indexer,worker,scheduler", help="Roles to run, comma separated"),
 ) -> None:
     """Run the whole node on embedded PostgreSQL, Redis, NATS and anvil."""
     from node.devnode import DevNode
@@ -85,6 +85,7 @@ def dev(
     try:
         node.start(console)
         console.print(Panel(node.summary(), title="Open Pay node is running", expand=False))
+        console.print(node.credentials(), soft_wrap=True, highlight=False)
         while not stop.is_set():
             dead = node.dead_role()
             if dead:
@@ -99,13 +100,14 @@ def dev(
         console.print("stopped")
 
 
-def role_process(role: Role, settings: Settings) -> ManagedProcess:
+def role_process(role: Role, settings: Settings, extra_env: dict[str, str] | None = None) -> ManagedProcess:
     env = dict(os.environ)
     env.update({
         "DATABASE_URL": settings.database_url or "", "REDIS_URL": settings.redis_url or "",
         "NATS_URL": settings.nats_url or "", "RPC_URL": settings.rpc_url or "",
         "OPENPAY_CHAIN_ID": str(settings.chain_id), "OPENPAY_API_PORT": str(settings.api_port),
         "OPENPAY_LOG_JSON": "false" if sys.stderr.isatty() else "true",
+        **(extra_env or {}),
     })
     return ManagedProcess(f"openpay {role}", [sys.executable, "-m", "node.cli", "run", role.value],
                           settings.data_dir / "logs" / f"{role.value}.log", env=env)

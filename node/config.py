@@ -129,8 +129,8 @@ class Settings(BaseSettings):
     director_document_max_bytes: int = 10 * 1024 * 1024
     signed_link_ttl_s: int = 300
     # the first admin, created by `openpay dev` (seed) only
-    demo_admin_email: str = "admin@openpay.local"
-    demo_merchant_email: str = "demo@openpay.local"
+    demo_admin_email: str = "admin@openpay.example.com"
+    demo_merchant_email: str = "demo@openpay.example.com"
 
     # --- webhooks (node/webhooks): signed deliveries, retries, SSRF guard ---
     # encrypts merchants' ED25519 webhook signing keys at rest; the dev default is refused in production
@@ -177,6 +177,8 @@ class Settings(BaseSettings):
     oracle_heartbeat_s: int = 24 * 3600  # ... or when the last round is older than this
     oracle_reporter_key: SecretStr | None = None  # REPORTER_ROLE key; default: the operator key
     payment_expiry_minutes: int = 15
+    payment_usdt_decimals: int = 4  # amounts due are rounded UP to this many decimals (exchanges and people type them)
+    payment_cache_ttl_s: float = 2.0  # fee settings and the active rate are re-read at most this often per process
     payment_expiry_grace_s: int = 60  # a deadline passed by less than this is not expired yet (indexer lag)
     payment_max_expiry_minutes: int = 7 * 24 * 60
     sweep_batch_size: int = 50
@@ -200,7 +202,6 @@ class Settings(BaseSettings):
     tx_replace_after_s: float = 30.0  # a sent transaction not mined after this is re-sent with more gas
     tx_receipt_timeout_s: float = 600.0  # then the send is left to reconciliation (dropped -> FAILED)
     tx_sender_interval_s: float = 2.0  # how often the worker's chain sender looks for approved work
-    refund_approval_threshold_usdt: str = "1000"  # refunds above this need an admin's approval
     treasury_approval_threshold_usdt: str = "10000"  # treasury withdrawals above this need a second admin
     sweep_max_gas_price_wei: int = 5 * 10**9  # no sweeps while gas costs more than this (5 gwei)
     sweep_dust_usdt: str = "1"  # deposits holding less than this are left for later (reported)

@@ -3,6 +3,7 @@ cleanly on Ctrl-C, keeps its data for the next run, and fails in one clear line.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -66,7 +67,9 @@ class TestDevNode:
             assert re.search(rf"{label}\s+\S+", output), f"{label} URL not printed"
         assert httpx.get(f"http://127.0.0.1:{api_port}/readyz").status_code == 200
         children = psutil.Process(first.pid).children(recursive=True)
-        assert len(children) >= 7  # postgres, redis, nats, anvil, api, worker, scheduler
+        assert len(children) >= 8  # postgres, redis, nats, anvil, api, indexer, worker, scheduler
+        assert re.search(r"Demo API key\s+ak_test_[0-9a-f]{32}\.sk_test_[0-9a-f]{64}\s", output)
+        deployment = json.loads((tmp_path / "deployments" / "31337.json").read_text())
 
         database = _field(output, "Database")
         rpc = _field(output, "Chain RPC")
@@ -92,6 +95,8 @@ class TestDevNode:
                 capture_output=True, text=True, check=True).stdout.strip()
             assert kept == "dev.kept"
             assert int(rpc_call(_field(output, "Chain RPC"), "eth_blockNumber"), 16) >= block
+            # the chain kept its contracts: nothing was deployed again
+            assert json.loads((tmp_path / "deployments" / "31337.json").read_text()) == deployment
         finally:
             _stop(second)
 
