@@ -62,7 +62,7 @@ class TestDevNode:
     def test_runs_stops_cleanly_and_keeps_data(self, tmp_path: Path) -> None:
         api_port = free_port()
         first = _start(tmp_path, api_port)
-        output = _read_until(first, "Ctrl-C stops everything")
+        output = _read_until(first, "enrol 2FA at first login")
         for label in ("API", "API docs", "Checkout", "Chain RPC", "Database"):
             assert re.search(rf"{label}\s+\S+", output), f"{label} URL not printed"
         assert httpx.get(f"http://127.0.0.1:{api_port}/readyz").status_code == 200
@@ -88,7 +88,7 @@ class TestDevNode:
 
         second = _start(tmp_path, api_port)
         try:
-            output = _read_until(second, "Ctrl-C stops everything")
+            output = _read_until(second, "enrol 2FA at first login")
             kept = subprocess.run(
                 [*_psql(), _field(output, "Database"), "-tAc",
                  "SELECT type FROM bus.outbox WHERE message_id = '00000000-0000-0000-0000-00000000d0d0'"],
