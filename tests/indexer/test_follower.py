@@ -157,3 +157,21 @@ class TestReorgs:
         await sync(follower)
         assert handler.final_ids == {i.payment_id for i in canonical}
         await indexed_chain.assert_db_equals_chain(resources.db)
+
+
+class TestOperations:
+    async def test_status_tells_cursor_head_lag_and_the_last_reorg(
+        self, indexed_chain: IndexedChain, resources: Resources, chain_rpc_async: RpcClient,
+    ) -> None:
+        from indexer.operations import status
+
+        indexed_chain.activity(10, seed=8)
+        follower = indexed_chain.follower(resources.db, chain_rpc_async)
+        await sync(follower)
+        indexed_chain.chain.mine()
+        indexed_chain.chain.mine()
+        state = await status(indexed_chain.settings)
+        head = int(indexed_chain.chain.rpc.request("eth_blockNumber"), 16)
+        assert (state.head, state.cursor, state.lag_blocks) == (head, head - 2, 2)
+        assert state.logs == len(indexed_chain.chain_logs())
+        assert state.last_reorg is None and state.leader_running is False
