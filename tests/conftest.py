@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.accounts",
     "tests.fixtures.webhooks",
     "tests.fixtures.smtp",
+    "tests.fixtures.settlement",
 ]

@@ -7,3 +7,4 @@ import node.merchants.models  # noqa: F401
 import node.settlement.models  # noqa: F401
 import node.webhooks.models  # noqa: F401
 import node.notifications.models  # noqa: F401
+import node.exchange.treasury_models  # noqa: F401

@@ -6,11 +6,11 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from node.db import Database
 from node.indexing.handlers import ChainHandler
-from node.settlement.handlers import BalanceProjection
+from node.settlement.handlers import BalanceProjection, MoneyMovements
 
 
 def chain_handlers() -> list[ChainHandler]:
-    return [BalanceProjection()]
+    return [BalanceProjection(), MoneyMovements()]
 
 
 DepositWatch = Callable[[], Awaitable[Sequence[str]]]

@@ -12,6 +12,7 @@ from chain.events import (
     Collected,
     DepositSwept,
     PaymentReceived,
+    PayoutAddressSet,
     Refunded,
     SettlementInitiated,
     TreasuryWithdrawal,
@@ -33,9 +34,13 @@ class BalanceProjection(ChainHandler):
         merchants: defaultdict[tuple[bytes, str], MerchantDelta] = defaultdict(MerchantDelta)
         treasury: defaultdict[str, TreasuryDelta] = defaultdict(TreasuryDelta)
         gateway = scope.gateway
+        ledger: list[dict[str, object]] = []
         for event in events:
             if event.address != gateway:
                 continue
+            entry = ledger_entry(scope.chain_id, event)
+            if entry is not None:
+                ledger.append(entry)
             if isinstance(event, PaymentReceived):
                 _credit(merchants[event.merchant_id, event.token], treasury[event.token], event.amount, event.fee)
             elif isinstance(event, DepositSwept):
@@ -61,6 +66,7 @@ class BalanceProjection(ChainHandler):
                 treasury[event.token].available -= event.amount
                 treasury[event.token].withdrawn += event.amount
         await repository.apply_balance_deltas(session, scope.chain_id, merchants, treasury)
+        await repository.insert_ledger(session, ledger)
 
 
 def _credit(merchant: MerchantDelta, treasury: TreasuryDelta, gross: int, fee: int) -> None:
@@ -69,3 +75,58 @@ def _credit(merchant: MerchantDelta, treasury: TreasuryDelta, gross: int, fee: i
     merchant.fees += fee
     treasury.available += fee
     treasury.fees += fee
+
+
+def _cents(amount: int, rate: int) -> int:
+    return amount * rate // 10**24  # base units x (LKR/USDT x 1e8) -> LKR cents
+
+
+def ledger_entry(chain_id: int, event: ChainEvent) -> dict[str, object] | None:
+    """The ledger row of a final gateway event (amount = change of the merchant's available)."""
+    base: dict[str, object] = {"chain_id": chain_id, "block_hash": event.block_hash, "log_index": event.log_index,
+                               "block_number": event.block_number, "tx_hash": event.transaction_hash,
+                               "fee": 0, "rate": None, "fiat_cents": None, "fee_fiat_cents": None,
+                               "reference": None, "counterparty": None}
+    if isinstance(event, PaymentReceived | DepositSwept):
+        gross, fee = (event.amount, event.fee) if isinstance(event, PaymentReceived) else (
+            event.received, event.fee_charged)
+        net = gross - fee
+        return {**base, "merchant_key": event.merchant_id, "token": event.token,
+                "kind": "PAYMENT" if isinstance(event, PaymentReceived) else "DEPOSIT", "amount": net, "fee": fee,
+                "rate": event.rate, "fiat_cents": _cents(net, event.rate), "fee_fiat_cents": _cents(fee, event.rate),
+                "reference": "0x" + event.payment_id.hex(),
+                "counterparty": event.payer if isinstance(event, PaymentReceived) else event.deposit_address}
+    if isinstance(event, Collected):
+        return {**base, "merchant_key": event.merchant_id, "token": event.token, "kind": "SUBSCRIPTION_CHARGE",
+                "amount": event.amount - event.fee, "fee": event.fee, "counterparty": event.collector}
+    if isinstance(event, Withdrawal):
+        return {**base, "merchant_key": event.merchant_id, "token": event.token, "kind": "WITHDRAWAL",
+                "amount": -event.amount, "counterparty": event.to}
+    if isinstance(event, Refunded):
+        return {**base, "merchant_key": event.merchant_id, "token": event.token, "kind": "REFUND",
+                "amount": -event.amount, "counterparty": event.to, "reference": "0x" + event.payment_id.hex()}
+    if isinstance(event, SettlementInitiated):
+        return {**base, "merchant_key": event.merchant_id, "token": event.token, "kind": "SETTLEMENT",
+                "amount": -event.amount, "rate": event.rate, "fiat_cents": -event.fiat_amount,
+                "reference": "0x" + event.settlement_ref.hex()}
+    if isinstance(event, TreasuryWithdrawal):
+        return {**base, "merchant_key": None, "token": event.token, "kind": "TREASURY_WITHDRAWAL",
+                "amount": -event.amount, "counterparty": event.to}
+    return None
+
+
+class MoneyMovements(ChainHandler):
+    """Final events that complete what the node sent: withdrawals COMPLETED, settlement batches
+    SETTLED_ON_CHAIN, payout addresses ACTIVE, treasury withdrawals COMPLETED. Matched by the
+    transaction hashes recorded before broadcasting (settlement.chain_sends)."""
+
+    name = "settlement.movements"
+    events = (Withdrawal, SettlementInitiated, PayoutAddressSet, TreasuryWithdrawal)
+
+    async def final(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
+        ours = [e for e in events if e.address == scope.gateway]
+        if not ours:
+            return
+        from node.settlement import movements
+
+        await movements.apply_final(session, scope.chain_id, ours)

@@ -1,0 +1,1 @@
+"""Rates, oracle posting, and the treasury with its ccxt exchange adapters."""
