@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from api.deps import RequestMeta, Session, require_admin_permission, require_permission
 from node.admin import audit
@@ -24,6 +24,8 @@ AdminRead = Annotated[AdminPrincipal, Depends(require_admin_permission("notifica
 AdminManage = Annotated[AdminPrincipal, Depends(require_admin_permission("system:manage"))]
 Page = Annotated[int, Query(ge=1)]
 PerPage = Annotated[int, Query(ge=1, le=100)]
+# versions are int4 in the database: a larger number is a 400, not a driver error
+Version = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 # --- merchants ---
@@ -110,7 +112,7 @@ async def preview(name: str, body: PreviewIn, session: Session, admin: AdminRead
 
 @router.post("/v1/admin/email-templates/{name}/versions/{version}/activate",
              summary="Make an earlier version active")
-async def activate(name: str, version: int, session: Session, admin: AdminManage,
+async def activate(name: str, version: Version, session: Session, admin: AdminManage,
                    meta: RequestMeta) -> dict[str, Any]:
     row = await service.activate_version(session, name, version)
     await audit.record(session, action="email_template.activated", actor_type="ADMIN", actor_id=admin.admin_id,

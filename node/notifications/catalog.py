@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from node.notifications.errors import TemplateNotFound
+
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 
 # preference categories a merchant may turn off; account and security mail is always sent
@@ -117,7 +119,10 @@ class TemplateText:
 
 
 def default_text(name: str) -> TemplateText:
-    """The shipped default of a template, from its files."""
+    """The shipped default of a template, from its files. Only catalogued names are read:
+    the name comes from a URL, and an unknown one is a 404, not a missing file."""
+    if name not in SPECS:
+        raise TemplateNotFound(name)
     return TemplateText(
         subject=(TEMPLATE_DIR / f"{name}.subject.txt").read_text().strip(),
         body_text=(TEMPLATE_DIR / f"{name}.txt").read_text(),

@@ -85,6 +85,7 @@ async def save_version(
 
 
 async def reset_to_default(session: AsyncSession, name: str, admin_id: uuid.UUID | None) -> EmailTemplate:
+    spec_of(name)  # an unknown name is a 404 before any default file is looked for
     return await save_version(session, name, default_text(name), admin_id)
 
 

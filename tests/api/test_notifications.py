@@ -75,6 +75,43 @@ class TestAdminTemplates:
         unknown = await client.get("/v1/admin/email-templates/no.such", headers=admin.auth_headers)
         assert unknown.status_code == 404
 
+    async def test_every_template_route_answers_404_for_an_unknown_name(
+        self, client: httpx.AsyncClient, resources: Resources,
+    ) -> None:
+        admin = await make_admin(resources, role="SUPER_ADMIN")
+        headers = admin.auth_headers
+        text = {"subject": "x", "bodyText": "y", "bodyHtml": "<p>z</p>"}
+        for name in ("no.such", "..", "kyc.approved.subject"):  # the last one is a shipped file's stem
+            for method, path, body in [
+                ("GET", f"/v1/admin/email-templates/{name}", None),
+                ("PUT", f"/v1/admin/email-templates/{name}", text),
+                ("POST", f"/v1/admin/email-templates/{name}/preview", {}),
+                ("POST", f"/v1/admin/email-templates/{name}/versions/1/activate", None),
+                ("POST", f"/v1/admin/email-templates/{name}/reset", None),
+            ]:
+                reply = await client.request(method, path, headers=headers, json=body)
+                assert reply.status_code == 404, f"{method} {path}: {reply.status_code} {reply.text[:200]}"
+                assert reply.json()["error"]["code"] == "NOT_FOUND", f"{method} {path}: {reply.text[:200]}"
+
+    async def test_reset_and_activate_of_a_known_template(
+        self, client: httpx.AsyncClient, resources: Resources,
+    ) -> None:
+        admin = await make_admin(resources, role="SUPER_ADMIN")
+        headers = admin.auth_headers
+        name = "director.verified"
+        before = (await client.get(f"/v1/admin/email-templates/{name}", headers=headers)).json()["data"]
+        reset = await client.post(f"/v1/admin/email-templates/{name}/reset", headers=headers)
+        assert reset.status_code == 200, reset.text
+        assert reset.json()["data"]["version"] > before["version"] and reset.json()["data"]["active"] is True
+        missing = await client.post(f"/v1/admin/email-templates/{name}/versions/999999/activate", headers=headers)
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "NOT_FOUND"
+        for version in ("0", "-1", str(2**31), "99999999999999999999", "one"):
+            bad = await client.post(f"/v1/admin/email-templates/{name}/versions/{version}/activate", headers=headers)
+            assert bad.status_code == 400, f"{version}: {bad.status_code} {bad.text[:200]}"
+            assert bad.json()["error"]["code"] == "VALIDATION_ERROR"
+        current = (await client.get(f"/v1/admin/email-templates/{name}", headers=headers)).json()["data"]
+        assert current["version"] == reset.json()["data"]["version"]
+
     async def test_a_viewer_may_read_and_preview_but_not_edit(
         self, client: httpx.AsyncClient, resources: Resources,
     ) -> None:
