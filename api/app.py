@@ -14,6 +14,11 @@ from api.routes import admin, api_keys, auth, branches, health, merchants, users
 from api.routes import notifications as notification_routes
 from api.routes import webhooks as webhook_routes
 from api.sdk import webhooks as sdk_webhooks
+from api.routes import exchange as exchange_routes
+from api.routes import links as link_routes
+from api.routes import payments as payment_routes
+from api.sdk import checkout as sdk_checkout
+from api.sdk import payments as sdk_payments
 from node.config import Settings
 from node.resources import Resources
 
@@ -55,4 +60,13 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         app.include_router(accounts_router)
     for webhooks_router in (webhook_routes.router, sdk_webhooks.router, notification_routes.router):
         app.include_router(webhooks_router)
+    # payments, checkout, links, exchange rates (issue 7)
+    from pathlib import Path
+
+    from fastapi.staticfiles import StaticFiles
+
+    for payments_router in (payment_routes.router, link_routes.router, exchange_routes.router, sdk_payments.router,
+                            sdk_checkout.router):
+        app.include_router(payments_router)
+    app.mount("/static", StaticFiles(directory=str(Path(__file__).resolve().parent / "static")), name="static")
     return app

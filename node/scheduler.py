@@ -23,7 +23,42 @@ def build_scheduler(resources: Resources) -> AsyncIOScheduler:
 
     scheduler.add_job(purge_old_deliveries, "interval", hours=6, id="webhooks.purge", coalesce=True,
                       max_instances=1, args=[resources.db, resources.settings.webhook_retention_days])
+    _payment_jobs(scheduler, resources)
     return scheduler
+
+
+def _payment_jobs(scheduler: AsyncIOScheduler, resources: Resources) -> None:
+    """Rates every 5 min (and at start), oracle posts, payment and link expiry, deposit sweeps, refunds."""
+    from datetime import UTC, datetime
+
+    from node.exchange.coingecko import CoinGecko
+    from node.exchange.oracle_poster import post_if_due
+    from node.exchange.rate_tasks import refresh_rates
+    from node.payments import tasks
+    from node.payments.onchain import ChainNotConfigured, operator
+
+    settings, db = resources.settings, resources.db
+    key = settings.coingecko_api_key.get_secret_value() if settings.coingecko_api_key else None
+    source = CoinGecko(resources.http, settings.coingecko_url, api_key=key, timeout=settings.rates_timeout_s)
+    every = {"coalesce": True, "max_instances": 1}
+    scheduler.add_job(refresh_rates, "interval", seconds=settings.rates_interval_s, id="exchange.rates",
+                      next_run_time=datetime.now(UTC), args=[db, settings, source], **every)
+    scheduler.add_job(tasks.expire_payments, "interval", seconds=settings.expiry_interval_s, id="payments.expiry",
+                      args=[db, settings], **every)
+    scheduler.add_job(tasks.expire_links, "interval", minutes=1, id="payments.links_expiry", args=[db], **every)
+    try:
+        op = operator(settings)
+    except ChainNotConfigured:
+        log.warning("no contracts deployment: sweeps, refunds and oracle posts are off")
+        return
+    scheduler.add_job(tasks.sweep_deposits, "interval", seconds=settings.sweep_interval_s, id="payments.sweep",
+                      args=[db, settings, op], **every)
+    scheduler.add_job(tasks.submit_refunds, "interval", seconds=5, id="payments.refunds", args=[db, settings, op],
+                      **every)
+    reporter = operator(settings, key=settings.oracle_reporter_key.get_secret_value()) \
+        if settings.oracle_reporter_key else op
+    scheduler.add_job(post_if_due, "interval", seconds=settings.rates_interval_s, id="exchange.oracle",
+                      args=[db, settings, reporter], **every)
 
 
 def scheduler_tasks(resources: Resources, stop: asyncio.Event) -> list[Awaitable[None]]:

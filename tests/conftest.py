@@ -7,5 +7,6 @@ pytest_plugins = [
     "tests.fixtures.accounts",
     "tests.fixtures.webhooks",
     "tests.fixtures.smtp",
+    "tests.fixtures.payments",
     "tests.fixtures.settlement",
 ]

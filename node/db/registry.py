@@ -8,3 +8,5 @@ import node.settlement.models  # noqa: F401
 import node.webhooks.models  # noqa: F401
 import node.notifications.models  # noqa: F401
 import node.exchange.treasury_models  # noqa: F401
+import node.exchange.rate_models  # noqa: F401
+import node.payments.models  # noqa: F401

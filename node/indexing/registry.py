@@ -10,7 +10,9 @@ from node.settlement.handlers import BalanceProjection, MoneyMovements
 
 
 def chain_handlers() -> list[ChainHandler]:
-    return [BalanceProjection(), MoneyMovements()]
+    from node.payments.handlers import PaymentsProjection
+
+    return [BalanceProjection(), MoneyMovements(), PaymentsProjection()]
 
 
 DepositWatch = Callable[[], Awaitable[Sequence[str]]]
@@ -18,4 +20,6 @@ DepositWatch = Callable[[], Awaitable[Sequence[str]]]
 
 def deposit_watch(db: Database) -> DepositWatch | None:
     """The deposit addresses whose token transfers the indexer follows (payments adds them)."""
-    return None
+    from node.payments.handlers import DepositWatchCache
+
+    return DepositWatchCache(db)

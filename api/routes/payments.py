@@ -1,0 +1,267 @@
+"""Payments: merchant REST (``/v1/payments``, JWT or HMAC), the public checkout API and pages
+(``/v1/payments/{id}/checkout``, ``/checkout/{id}``), QR images, the test-chain simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import segno
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from api.deps import Session, Settings, rate_limit, require_permission
+from api.payments_common import idempotent, json_body
+from api.responses import JSON
+from node.auth.principal import MerchantPrincipal
+from node.errors import NodeError, NotFound, ValidationFailed
+from node.merchants import service as merchants
+from node.money import format_units, parse_decimal, to_base_units
+from node.payments import onchain, refunds, service, states, tasks
+from node.payments.schemas import (
+    STATES_OF_WIRE,
+    checkout_object,
+    eip681,
+    parse_payment_request,
+    parse_time,
+    parse_uuid,
+    payment_object,
+)
+
+router = APIRouter(tags=["payments"])
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "templates"))
+
+Reader = Annotated[MerchantPrincipal, Depends(require_permission("payments:read"))]
+Writer = Annotated[MerchantPrincipal, Depends(require_permission("payments:write"))]
+Refunder = Annotated[MerchantPrincipal, Depends(require_permission("refunds:write"))]
+
+
+# ------------------------------------------------------------------ merchant REST
+
+
+@router.post("/v1/payments", status_code=201, summary="Create a payment")
+async def create_payment(request: Request, session: Session, settings: Settings, principal: Writer) -> JSON:
+    async def run() -> tuple[int, dict[str, Any]]:
+        body = parse_payment_request(await json_body(request))
+        payment = await service.create(session, settings, principal, body, source="API")
+        return 201, {"data": payment_object(payment, settings.public_url)}
+
+    return await idempotent(request, session, principal, "payments", run)
+
+
+def _filters(request: Request) -> dict[str, Any]:
+    q = request.query_params
+
+    def when(name: str) -> datetime | None:
+        return parse_time(q[name], name) if q.get(name) else None
+
+    status = q.get("status")
+    statuses = None
+    if status:
+        statuses = STATES_OF_WIRE.get(status.upper()) or ((status,) if status in STATES_OF_WIRE_INTERNAL else None)
+        if statuses is None:
+            raise ValidationFailed(f"unknown status {status[:30]}")
+    branch = q.get("branchId")
+    mode = q.get("mode")
+    if mode not in (None, "live", "test"):
+        raise ValidationFailed("mode must be live or test")
+    return {"statuses": statuses, "search": q.get("search") or None,
+            "branch_id": parse_uuid(branch, "invalid branchId") if branch else None,
+            "date_from": when("dateFrom"), "date_to": when("dateTo"), "mode": mode}
+
+
+STATES_OF_WIRE_INTERNAL = {s for states_ in STATES_OF_WIRE.values() for s in states_}
+
+
+def _page(request: Request) -> tuple[int, int]:
+    try:
+        page = max(1, int(request.query_params.get("page", "1")))
+        per_page = min(100, max(1, int(request.query_params.get("perPage", "20"))))
+    except ValueError as exc:
+        raise ValidationFailed("page and perPage must be whole numbers") from exc
+    return page, per_page
+
+
+@router.get("/v1/payments", summary="List payments (filters, search, pagination)")
+async def list_payments(request: Request, session: Session, settings: Settings, principal: Reader) -> JSON:
+    page, per_page = _page(request)
+    rows, total = await service.list_payments(session, principal, page=page, per_page=per_page, **_filters(request))
+    return JSON({"data": [payment_object(p, settings.public_url) for p in rows],
+                 "meta": {"total": total, "page": page, "perPage": per_page}})
+
+
+CSV_COLUMNS = ("paymentNo", "id", "createdAt", "status", "state", "amount", "currency", "amountUsdt", "amountLkr",
+               "merchantTradeNo", "customerEmail", "txHash", "paidAt", "mode")
+
+
+@router.get("/v1/payments/export.csv", summary="Export payments as CSV (same filters)")
+async def export_csv(request: Request, session: Session, settings: Settings, principal: Reader) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    page = 1
+    while True:
+        rows, _ = await service.list_payments(session, principal, page=page, per_page=1000, **_filters(request))
+        for p in rows:
+            obj = payment_object(p, settings.public_url)
+            # a leading = + - @ would run as a formula in a spreadsheet
+            writer.writerow([_cell(obj.get(c, "")) for c in CSV_COLUMNS])
+        if len(rows) < 1000 or page >= 100:
+            break
+        page += 1
+    return Response(out.getvalue(), media_type="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="payments.csv"'})
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+@router.get("/v1/payments/{paymentId}", summary="Get a payment")
+async def get_payment(paymentId: str, session: Session, settings: Settings, principal: Reader) -> JSON:
+    payment = await service.get_owned(session, principal, parse_uuid(paymentId))
+    return JSON({"data": payment_object(payment, settings.public_url)})
+
+
+@router.get("/v1/payments/{paymentId}/intent", summary="The signed on-chain intent (for wallets)")
+async def get_intent(paymentId: str, session: Session, settings: Settings, principal: Reader) -> JSON:
+    payment = await service.get_owned(session, principal, parse_uuid(paymentId))
+    return JSON({"data": _intent_json(payment)})
+
+
+def _intent_json(p: Any) -> dict[str, Any]:
+    intent = service.intent_of(p)
+    dep_gateway = None
+    return {
+        "paymentId": "0x" + intent.payment_id.hex(), "merchantId": "0x" + intent.merchant_id.hex(),
+        "token": p.token, "amount": str(intent.amount), "fee": str(intent.fee), "fiatAmount": str(intent.fiat_amount),
+        "rate": str(intent.rate), "deadline": intent.deadline, "signature": "0x" + bytes(p.signature).hex(),
+        "chainId": p.chain_id, "gateway": dep_gateway,
+    }
+
+
+@router.post("/v1/payments/{paymentId}/refunds", status_code=201, summary="Refund all or part of a payment")
+async def create_refund(paymentId: str, request: Request, session: Session, settings: Settings,
+                        principal: Refunder) -> JSON:
+    payment = await service.get_owned(session, principal, parse_uuid(paymentId), for_update=True)
+    body = await json_body(request) or {}
+    if not isinstance(body, dict):
+        raise ValidationFailed("body must be a JSON object")
+    amount = None
+    if body.get("amount") not in (None, ""):
+        try:
+            value = parse_decimal(str(body["amount"]))
+        except ValueError as exc:
+            raise ValidationFailed("amount must be a decimal USDT amount") from exc
+        if value <= 0:
+            raise ValidationFailed("amount must be positive")
+        amount = to_base_units(value)
+    to = body.get("toAddress")
+    if to is not None and not isinstance(to, str):
+        raise ValidationFailed("toAddress must be a string")
+    reason = body.get("reason") if isinstance(body.get("reason"), str) else None
+    actor = f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
+    refund = await refunds.request_refund(session, settings, payment, amount_units=amount, to_address=to,
+                                          reason=reason, requested_by=actor,
+                                          idempotency_key=request.headers.get("idempotency-key"))
+    return JSON({"data": refunds.refund_object(refund)}, status_code=201)
+
+
+@router.get("/v1/payments/{paymentId}/refunds", summary="A payment's refunds")
+async def list_refunds(paymentId: str, session: Session, principal: Reader) -> JSON:
+    payment = await service.get_owned(session, principal, parse_uuid(paymentId))
+    return JSON({"data": [refunds.refund_object(r) for r in await refunds.list_for_payment(session, payment.id)]})
+
+
+@router.post("/v1/payments/{paymentId}/late/accept", summary="Accept money that arrived after expiry")
+async def accept_late(paymentId: str, session: Session, settings: Settings, principal: Writer) -> JSON:
+    payment = await service.get_owned(session, principal, parse_uuid(paymentId), for_update=True)
+    await states.decide_late(session, settings, payment, "ACCEPTED")
+    return JSON({"data": payment_object(payment, settings.public_url)})
+
+
+# ------------------------------------------------------------------ public: checkout API, callback, simulator
+
+
+@router.get("/v1/payments/{id}/checkout", summary="Public checkout data of a payment",
+            dependencies=[Depends(rate_limit("public_ip"))])
+async def public_checkout(id: str, session: Session) -> JSON:
+    payment = await service.get_public(session, parse_uuid(id))
+    return JSON({"data": checkout_object(payment)})
+
+
+@router.post("/v1/payments/{id}/callback", summary="Reconcile a payment from the indexed chain state",
+             dependencies=[Depends(rate_limit("public_ip"))])
+async def callback(id: str, session: Session, settings: Settings) -> JSON:
+    payment = await service.get_public(session, parse_uuid(id))
+    await states.recompute(session, settings, [payment.id])
+    await states.expire_due(session, settings, limit=50)
+    return JSON({"data": {"status": "processed"}})
+
+
+@router.post("/test/simulate/{providerPayId}", summary="Pay a test payment for real on the test chain",
+             dependencies=[Depends(rate_limit("public_ip"))])
+async def simulate(providerPayId: str, session: Session, settings: Settings) -> JSON:
+    payment = await service.by_provider_pay_id(session, providerPayId[:40])
+    if payment.mode != "test" or (settings.is_production and payment.chain_id in (56, 1)):
+        raise NotFound("payment not found")
+    await asyncio.shield(tasks.simulate_customer(settings, payment))
+    return JSON({"data": {"status": "simulated", "providerPayId": providerPayId}})
+
+
+# ------------------------------------------------------------------ hosted checkout page and QR
+
+
+def _qr(content: str, kind: str) -> Response:
+    qr = segno.make(content, error="m")
+    buffer = io.BytesIO()
+    if kind == "svg":
+        qr.save(buffer, kind="svg", scale=6, border=2, xmldecl=False)
+        return Response(buffer.getvalue(), media_type="image/svg+xml",
+                        headers={"Cache-Control": "public, max-age=3600"})
+    qr.save(buffer, kind="png", scale=8, border=2)
+    return Response(buffer.getvalue(), media_type="image/png", headers={"Cache-Control": "public, max-age=3600"})
+
+
+@router.get("/checkout/{id}/qr.svg", summary="QR of the payment URI (SVG)", include_in_schema=True)
+async def qr_svg(id: str, session: Session) -> Response:
+    return _qr(eip681(await service.get_public(session, parse_uuid(id))), "svg")
+
+
+@router.get("/checkout/{id}/qr.png", summary="QR of the payment URI (PNG)")
+async def qr_png(id: str, session: Session) -> Response:
+    return _qr(eip681(await service.get_public(session, parse_uuid(id))), "png")
+
+
+@router.get("/checkout/{id}", response_class=HTMLResponse, summary="Hosted checkout page")
+async def checkout_page(id: str, request: Request, session: Session, settings: Settings) -> HTMLResponse:
+    try:
+        payment = await service.get_public(session, parse_uuid(id))
+    except NodeError as exc:
+        if exc.status not in (400, 404):
+            raise
+        return TEMPLATES.TemplateResponse(request, "checkout_missing.html", {}, status_code=404)
+    merchant = await merchants.get(session, payment.merchant_id)
+    dep = onchain.deployment(settings)
+    intent = _intent_json(payment)
+    intent["gateway"] = dep.gateway
+    gateway_art = onchain.artifacts()["OpenPayGateway"]
+    token_art = onchain.artifacts()["MockUSDT"]
+    intent["payData"] = "0x" + gateway_art.encode_call("pay", service.intent_of(payment).as_tuple(),
+                                                       bytes(payment.signature)).hex()
+    intent["approveData"] = "0x" + token_art.encode_call("approve", dep.gateway, int(payment.amount_units)).hex()
+    context = {
+        "p": payment, "data": checkout_object(payment), "merchant_name": merchant.business_name,
+        "intent": intent, "amount_usdt": format_units(payment.amount_units),
+        "success_url": request.query_params.get("successUrl") or payment.success_url or "",
+        "cancel_url": request.query_params.get("cancelUrl") or payment.cancel_url or "",
+        "rpc_url": settings.rpc_urls[0] if settings.rpc_urls and payment.mode == "test" else "",
+        "exchange": payment.provider if payment.provider in ("BINANCE", "BYBIT", "KUCOIN") else None,
+    }
+    return TEMPLATES.TemplateResponse(request, "checkout.html", context)

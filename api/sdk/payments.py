@@ -1,0 +1,81 @@
+"""The wire protocol's payment routes (sdk-wire-protocol.md section 2), byte-compatible."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Request
+
+from api.deps import ApiKeyMerchant, Session, Settings
+from api.payments_common import idempotent, json_body, require
+from api.responses import JSON
+from node.errors import Forbidden, NotFound
+from node.payments import service
+from node.payments.models import Payment
+from node.payments.schemas import STATES_OF_WIRE, parse_payment_request, parse_uuid, payment_object
+
+router = APIRouter(prefix="/v1/sdk/payments", tags=["sdk"])
+
+
+@router.post("", status_code=201, summary="Create a payment")
+async def create_payment(request: Request, session: Session, settings: Settings, principal: ApiKeyMerchant) -> JSON:
+    require(principal, "payments:write")
+
+    async def run() -> tuple[int, dict[str, object]]:
+        body = parse_payment_request(await json_body(request))
+        payment = await service.create(session, settings, principal, body, source="SDK")
+        return 201, {"data": payment_object(payment, settings.public_url)}
+
+    return await idempotent(request, session, principal, "sdk.payments", run)
+
+
+@router.get("/{id}", summary="Get a payment")
+async def get_payment(id: str, session: Session, settings: Settings, principal: ApiKeyMerchant) -> JSON:
+    require(principal, "payments:read")
+    payment = await session.get(Payment, parse_uuid(id))
+    if payment is None:
+        raise NotFound("payment not found")
+    if payment.merchant_id != principal.merchant_id or (
+            principal.branch_id is not None and payment.branch_id != principal.branch_id):
+        raise Forbidden("cannot access another merchant's payment")
+    return JSON({"data": payment_object(payment, settings.public_url)})
+
+
+def _int(value: str | None, default: int) -> int:
+    try:
+        number = int(value) if value is not None else default
+    except ValueError:
+        return default
+    return number if number > 0 else default
+
+
+def _time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+@router.get("", summary="List payments")
+async def list_payments(request: Request, session: Session, settings: Settings, principal: ApiKeyMerchant) -> JSON:
+    require(principal, "payments:read")
+    q = request.query_params
+    page = _int(q.get("page"), 1)
+    asked = _int(q.get("perPage"), 20)
+    per_page = asked if asked <= 100 else 20
+    status = q.get("status")
+    branch = q.get("branchId")
+    branch_id = None
+    if branch:
+        try:
+            branch_id = parse_uuid(branch)
+        except Exception:
+            branch_id = None
+    rows, total = await service.list_payments(
+        session, principal, statuses=STATES_OF_WIRE.get(status, ("__none__",)) if status else None,
+        search=q.get("search") or None, branch_id=branch_id, date_from=_time(q.get("dateFrom")),
+        date_to=_time(q.get("dateTo")), page=page, per_page=per_page)
+    return JSON({"data": [payment_object(p, settings.public_url) for p in rows],
+                 "meta": {"total": total, "page": page, "perPage": asked}})

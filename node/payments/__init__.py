@@ -1,0 +1,2 @@
+"""Payments: creation (rate lock, fees, signed intent, deposit address), states from the chain,
+hosted checkout data, payment links, refunds, risk scoring."""

@@ -1,0 +1,287 @@
+"""Payment creation and queries: rate lock, fees, risk, signed intent, deposit address.
+
+Money: the customer pays ``amount_units`` USDT base units; ``fiat_cents`` is its LKR value at
+the locked ``rate`` (LKR per USDT); the intent's ``fee`` (exchange + platform fees from the
+platform settings) goes to the treasury on chain, the rest to the merchant.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, localcontext
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from chain.deposits import deposit_address
+from chain.intents import PaymentIntent, payment_id, rate_to_fixed, uuid_to_bytes32
+from node.admin.platform import get_settings as platform_settings
+from node.auth.principal import MerchantPrincipal
+from node.bus import announce
+from node.config import Settings
+from node.errors import Forbidden, NotFound, ValidationFailed
+from node.exchange import rates
+from node.merchants.service import ensure_live_allowed, reserve_instant_access
+from node.money import WEI_PER_TOKEN, lkr_to_cents, to_base_units
+from node.payments import onchain, risk
+from node.payments.models import Payment
+from node.payments.schemas import PaymentRequest, payment_object
+
+_cache: dict[str, tuple[float, Any]] = {}
+
+
+async def _cached(key: str, ttl: float, load: Any) -> Any:
+    hit = _cache.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < ttl:
+        return hit[1]
+    value = await load()
+    _cache[key] = (now, value)
+    return value
+
+
+async def fee_percentages(session: AsyncSession, settings: Settings) -> tuple[Decimal, Decimal]:
+    async def load() -> tuple[Decimal, Decimal]:
+        fees = (await platform_settings(session))["fees"]
+        return Decimal(str(fees["exchangeFeePercent"])), Decimal(str(fees["platformFeePercent"]))
+    result: tuple[Decimal, Decimal] = await _cached("fees", settings.payment_cache_ttl_s, load)
+    return result
+
+
+async def _rate(session: AsyncSession, settings: Settings, base: str) -> rates.ActiveRate:
+    async def load() -> rates.ActiveRate:
+        return await rates.locked_rate(session, settings, base, "LKR")
+    rate: rates.ActiveRate = await _cached(f"rate:{base}", settings.payment_cache_ttl_s, load)
+    if rate.age_s() > settings.rate_max_age_s:  # a cached rate can go stale too
+        _cache.pop(f"rate:{base}", None)
+        rate = await load()
+    return rate
+
+
+def _round_up_units(value: Decimal, decimals: int) -> int:
+    with localcontext() as ctx:
+        ctx.prec = 80
+        quantum = Decimal(1).scaleb(-decimals)
+        return to_base_units(value.quantize(quantum, rounding=ROUND_CEILING))
+
+
+async def price(session: AsyncSession, settings: Settings, amount: Decimal, currency: str
+                ) -> tuple[int, int, rates.ActiveRate, Decimal | None]:
+    """``(amount_units, fiat_cents, usdt_lkr_rate, exchange_rate)`` for an amount in ``currency``.
+
+    ``exchange_rate`` is units of ``currency`` per USDT (the LKR rate for LKR payments)."""
+    usdt = await _rate(session, settings, "USDT")
+    with localcontext() as ctx:
+        ctx.prec = 80
+        if currency == "USDT":
+            units = to_base_units(amount)
+            return units, lkr_to_cents(amount * usdt.rate), usdt, None
+        lkr = amount if currency == "LKR" else amount * (await _rate(session, settings, currency)).rate
+        units = _round_up_units(lkr / usdt.rate, settings.payment_usdt_decimals)
+        exchange_rate = usdt.rate if currency == "LKR" else (amount / (lkr / usdt.rate)).quantize(
+            Decimal(1).scaleb(-12), rounding=ROUND_HALF_UP)
+        return units, lkr_to_cents(lkr), usdt, exchange_rate
+
+
+def fee_units(units: int, pct: Decimal) -> int:
+    return int((Decimal(units) * pct / 100).to_integral_value(rounding=ROUND_HALF_UP))
+
+
+def _payment_no(now: datetime) -> str:
+    return f"PAY-{now:%Y%m%d}-{secrets.token_hex(4)}"
+
+
+_RISK_SQL = text("""
+SELECT nextval('payments.intent_seq') AS seq,
+  (SELECT count(*) FROM payments.payments WHERE merchant_id = :m AND customer_email = :e
+     AND created_at > now() - interval '1 hour') AS hour_count,
+  (SELECT count(*) FROM payments.payments WHERE merchant_id = :m AND customer_email = :e
+     AND created_at > now() - interval '1 day') AS day_count,
+  (SELECT coalesce(sum(amount_units), 0) FROM payments.payments WHERE merchant_id = :m AND customer_email = :e
+     AND created_at > now() - interval '1 day' AND status NOT IN ('expired', 'failed')) AS day_volume,
+  EXISTS (SELECT 1 FROM payments.payments WHERE merchant_id = :m AND customer_email = :e) AS known,
+  (SELECT avg(amount_units) FROM (SELECT amount_units FROM payments.payments WHERE merchant_id = :m
+     ORDER BY created_at DESC LIMIT 50) recent) AS average
+""")
+
+
+async def create(session: AsyncSession, settings: Settings, principal: MerchantPrincipal, request: PaymentRequest,
+                 *, source: str = "API", link_id: uuid.UUID | None = None) -> Payment:
+    """Creates a payment for the principal's merchant; announces ``payment.initiated``."""
+    if principal.mode == "live":
+        ensure_live_allowed(principal.kyc_status)
+    branch_id = request.branch_id
+    if principal.branch_id is not None:
+        if branch_id not in (None, principal.branch_id):
+            raise Forbidden("cannot create payments for another branch")
+        branch_id = principal.branch_id
+    now = datetime.now(UTC)
+    if request.expire_at is not None:
+        expire_at = request.expire_at
+        if expire_at <= now + timedelta(seconds=30):
+            raise ValidationFailed("invalid payment data: orderExpireTime must be in the future")
+    else:
+        expire_at = now + timedelta(minutes=request.expires_in_minutes or settings.payment_expiry_minutes)
+    if expire_at > now + timedelta(minutes=settings.payment_max_expiry_minutes):
+        raise ValidationFailed("invalid payment data: expiry is too far in the future")
+    dep = onchain.deployment(settings)
+    units, cents, usdt_rate, exchange_rate = await price(session, settings, request.amount, request.currency)
+    if units <= 0:
+        raise ValidationFailed("invalid payment data: amount must be positive")
+    if units > 10**12 * WEI_PER_TOKEN:
+        raise ValidationFailed("invalid payment data: amount is out of range")
+    exchange_pct, platform_pct = await fee_percentages(session, settings)
+    exchange_fee, platform_fee = fee_units(units, exchange_pct), fee_units(units, platform_pct)
+    row = (await session.execute(_RISK_SQL, {"m": principal.merchant_id, "e": request.customer_email or ""})).one()
+    inputs = risk.RiskInputs(int(row.hour_count), int(row.day_count), int(row.day_volume), bool(row.known),
+                             int(row.average) if row.average is not None else None)
+    scored = risk.score(units, inputs, settings, has_customer=request.customer_email is not None)
+    risk.check(scored, settings)
+    if principal.mode == "live":
+        await reserve_instant_access(session, settings, principal.merchant_id, units)
+    pid = uuid.uuid4()
+    sequence = int(row.seq)
+    deadline = int(expire_at.timestamp())
+    intent = PaymentIntent(
+        payment_id=payment_id(pid, sequence), merchant_id=uuid_to_bytes32(principal.merchant_id),
+        token=dep.token, amount=units, fee=exchange_fee + platform_fee, fiat_amount=cents,
+        rate=rate_to_fixed(usdt_rate.rate), deadline=deadline,
+    )
+    dom = onchain.domain(dep)
+    payment = Payment(
+        id=pid, merchant_id=principal.merchant_id, branch_id=branch_id, mode=principal.mode,
+        payment_no=_payment_no(now), merchant_trade_no=request.merchant_trade_no, amount=request.amount,
+        currency=request.currency, amount_units=units, fiat_cents=cents, rate=usdt_rate.rate,
+        rate_source=usdt_rate.source, exchange_rate=exchange_rate, exchange_fee_pct=exchange_pct,
+        platform_fee_pct=platform_pct, exchange_fee_units=exchange_fee, platform_fee_units=platform_fee,
+        provider=request.provider,
+        provider_pay_id=("mock_" if request.provider == "TEST" else "pp_") + secrets.token_hex(6),
+        status="initiated", customer_email=request.customer_email, customer_billing=request.customer_billing,
+        goods=request.goods, description=request.description, success_url=request.success_url,
+        cancel_url=request.cancel_url, webhook_url=request.webhook_url, link_id=link_id, source=source,
+        risk_score=scored.score, risk_flags=scored.flags, expire_at=expire_at, created_at=now, updated_at=now,
+        chain_id=dep.chain_id, sequence=sequence, onchain_id=intent.payment_id, merchant_key=intent.merchant_id,
+        token=dep.token.lower(), deadline=deadline, rate_fixed=intent.rate,
+        signature=onchain.sign(intent, dom, settings.operator_key.get_secret_value()),
+        deposit_address=deposit_address(intent, dom, dep.forwarder_implementation).lower(),
+        received_seen=0, received_final=0, swept=0, refunded_units=0, late=False,
+    )
+    session.add(payment)
+    await session.flush()
+    await announce_state(session, settings, payment, "initiated")
+    return payment
+
+
+def intent_of(p: Payment) -> PaymentIntent:
+    return PaymentIntent(payment_id=bytes(p.onchain_id), merchant_id=bytes(p.merchant_key), token=p.token,
+                         amount=int(p.amount_units), fee=int(p.fee_units), fiat_amount=int(p.fiat_cents),
+                         rate=int(p.rate_fixed), deadline=int(p.deadline))
+
+
+async def announce_state(session: AsyncSession, settings: Settings, p: Payment, event: str) -> None:
+    """``payment.<event>`` with the SDK Payment object (+ merchantId, mode), keyed by the payment id."""
+    data = payment_object(p, settings.public_url)
+    await announce(session, f"payment.{event}", data, key=str(p.id))
+
+
+# ------------------------------------------------------------------ queries
+
+
+async def get_owned(session: AsyncSession, principal: MerchantPrincipal, payment_id_: uuid.UUID,
+                    *, for_update: bool = False) -> Payment:
+    query = select(Payment).where(Payment.id == payment_id_, Payment.merchant_id == principal.merchant_id)
+    if principal.branch_id is not None:
+        query = query.where(Payment.branch_id == principal.branch_id)
+    if for_update:
+        query = query.with_for_update()
+    payment = (await session.execute(query)).scalar_one_or_none()
+    if payment is None:
+        raise NotFound("payment not found")
+    return payment
+
+
+async def get_public(session: AsyncSession, payment_id_: uuid.UUID) -> Payment:
+    payment = await session.get(Payment, payment_id_)
+    if payment is None:
+        raise NotFound("payment not found")
+    return payment
+
+
+async def list_payments(session: AsyncSession, principal: MerchantPrincipal, *, statuses: tuple[str, ...] | None,
+                        search: str | None, branch_id: uuid.UUID | None, date_from: datetime | None,
+                        date_to: datetime | None, page: int, per_page: int, mode: str | None = None
+                        ) -> tuple[list[Payment], int]:
+    where: list[Any] = [Payment.merchant_id == principal.merchant_id]
+    if principal.branch_id is not None:
+        where.append(Payment.branch_id == principal.branch_id)
+    elif branch_id is not None:
+        where.append(Payment.branch_id == branch_id)
+    if statuses is not None:
+        where.append(Payment.status.in_(statuses))
+    if mode:
+        where.append(Payment.mode == mode)
+    if search:
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where.append(or_(Payment.payment_no.ilike(pattern), Payment.merchant_trade_no.ilike(pattern),
+                         Payment.customer_email.ilike(pattern)))
+    if date_from is not None:
+        where.append(Payment.created_at >= date_from)
+    if date_to is not None:
+        where.append(Payment.created_at <= date_to)
+    condition = and_(*where)
+    total = (await session.execute(select(func.count()).select_from(Payment).where(condition))).scalar_one()
+    rows = (await session.execute(select(Payment).where(condition)
+                                  .order_by(Payment.created_at.desc(), Payment.id.desc())
+                                  .offset((page - 1) * per_page).limit(per_page))).scalars()
+    return list(rows), int(total)
+
+
+async def by_provider_pay_id(session: AsyncSession, provider_pay_id: str) -> Payment:
+    payment = (await session.execute(select(Payment).where(Payment.provider_pay_id == provider_pay_id)
+                                     )).scalar_one_or_none()
+    if payment is None:
+        raise NotFound("payment not found")
+    return payment
+
+
+# ------------------------------------------------------------------ idempotency
+
+
+async def idempotent_claim(session: AsyncSession, merchant_id: uuid.UUID, scope: str, key: str, body_hash: str
+                           ) -> tuple[int, dict[str, Any]] | None:
+    """Claims ``key`` for this request, or returns the stored answer of the request that holds it
+    (a concurrent holder is waited for by PostgreSQL's unique index). Another body -> 409."""
+    from node.payments.models import IdempotencyRecord as R
+
+    if not key or len(key) > 200:
+        raise ValidationFailed("Idempotency-Key must be 1-200 characters")
+    inserted = (await session.execute(
+        insert(R).values(merchant_id=merchant_id, scope=scope, key=key, body_hash=body_hash, status=0, response={})
+        .on_conflict_do_nothing().returning(R.key))).first()
+    if inserted is not None:
+        return None
+    row = (await session.execute(select(R).where(R.merchant_id == merchant_id, R.scope == scope, R.key == key)
+                                 )).scalar_one()
+    if row.body_hash != body_hash:
+        raise IdempotencyKeyReused("this Idempotency-Key was used with another request body")
+    return row.status, row.response
+
+
+async def idempotent_store(session: AsyncSession, merchant_id: uuid.UUID, scope: str, key: str, status: int,
+                           response: dict[str, Any]) -> None:
+    from sqlalchemy import update
+
+    from node.payments.models import IdempotencyRecord as R
+
+    await session.execute(update(R).where(R.merchant_id == merchant_id, R.scope == scope, R.key == key)
+                          .values(status=status, response=response))
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    code = "IDEMPOTENCY_KEY_REUSED"
+    status = 409
