@@ -14,7 +14,6 @@ from rich.console import Console
 from rich.panel import Panel
 
 from chain.errors import ChainError
-from indexer.follower import FinalityViolated
 from node.config import Settings
 from node.infra.process import InfraError, ManagedProcess
 
@@ -59,6 +58,8 @@ def run(role: Role) -> None:
     if missing:
         raise _fail(f"{', '.join(missing)} not set; configure them or use `openpay dev`")
     if role is Role.indexer:
+        # the CLI is the composition root: the only place in node/ that reaches into indexer/
+        from indexer.follower import FinalityViolated
         from indexer.service import run_indexer
 
         try:
