@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.smtp",
     "tests.fixtures.payments",
     "tests.fixtures.settlement",
+    "tests.fixtures.exchanges",
 ]
