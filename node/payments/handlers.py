@@ -67,7 +67,7 @@ class PaymentsProjection(ChainHandler):
                 tuple_(Receipt.block_hash, Receipt.log_index).in_(keys)).values(final=True))
         else:
             await session.execute(insert(Receipt).values(rows).on_conflict_do_nothing())
-        return {r["payment_id"] for r in rows}
+        return {r["payment_id"] for r in rows}  # type: ignore[misc]
 
     async def seen(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
         touched = await self._receipts(session, scope, events, final=False)
