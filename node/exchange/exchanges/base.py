@@ -103,7 +103,8 @@ class Order:
 class Exchange(Protocol):
     """What the treasury needs from an exchange."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     async def ticker(self, symbol: str = "USDT/USD") -> Ticker: ...
     async def balances(self) -> dict[str, Balance]: ...
@@ -193,6 +194,7 @@ class CcxtExchange:
         return Ticker(symbol, _dec(raw.get("bid")), _dec(raw.get("ask")), _dec(raw.get("last")))
 
     async def balances(self) -> dict[str, Balance]:
+        await self._markets()
         raw = await self._call("balances", lambda: self.client.fetch_balance(self.balance_params()))
         out: dict[str, Balance] = {}
         for currency, entry in raw.items():
@@ -249,6 +251,7 @@ class CcxtExchange:
     def _order(self, raw: dict[str, Any], symbol: str) -> Order:
         return Order(
             id=str(raw["id"]), symbol=raw.get("symbol") or symbol, side=raw.get("side") or "sell",
-            type=raw.get("type") or "market", amount=_dec(raw.get("amount")) or Decimal(0), price=_dec(raw.get("price")),
-            status=raw.get("status") or "open", filled=_dec(raw.get("filled")), client_order_id=raw.get("clientOrderId"),
+            type=raw.get("type") or "market", amount=_dec(raw.get("amount")) or Decimal(0),
+            price=_dec(raw.get("price")), status=raw.get("status") or "open", filled=_dec(raw.get("filled")),
+            client_order_id=raw.get("clientOrderId"),
         )
