@@ -13,6 +13,8 @@ from api.middleware import RequestContext
 from api.routes import admin, api_keys, auth, branches, health, merchants, users
 from api.routes import notifications as notification_routes
 from api.routes import webhooks as webhook_routes
+from api.routes import settlement as settlement_routes
+from api.routes import treasury as treasury_routes
 from api.sdk import webhooks as sdk_webhooks
 from api.routes import exchange as exchange_routes
 from api.routes import links as link_routes
@@ -69,4 +71,6 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
                             sdk_checkout.router):
         app.include_router(payments_router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).resolve().parent / "static")), name="static")
+    for money_router in (settlement_routes.router, settlement_routes.admin_router, treasury_routes.router):
+        app.include_router(money_router)
     return app
