@@ -82,9 +82,11 @@ async def request_refund(session: AsyncSession, settings: Settings, p: Payment, 
     in_flight = int((await session.execute(select(func.coalesce(func.sum(Refund.amount_units), 0)).where(
         Refund.payment_id == p.id, Refund.status.in_(IN_FLIGHT)))).scalar_one())
     refundable = p.received_final - p.refunded_units - in_flight
+    if refundable <= 0:
+        raise RefundNotAllowed("nothing left to refund on this payment")
     amount = refundable if amount_units is None else amount_units
     if amount <= 0:
-        raise RefundNotAllowed("nothing left to refund on this payment")
+        raise ValidationFailed("amount must be positive")
     if amount > refundable:
         raise ValidationFailed(f"amount exceeds the refundable {format_units(refundable)} USDT")
     if to_address is None:
@@ -97,6 +99,8 @@ async def request_refund(session: AsyncSession, settings: Settings, p: Payment, 
         raise ValidationFailed("toAddress is not an address")
     await balances.lock_merchant(session, p.merchant_id)
     available = await balances.available(session, p.chain_id, p.merchant_key, p.token.lower())
+    # withdrawals and settlement batches in flight have promised part of it already
+    available -= await balances.reserved(session, p.chain_id, p.merchant_id, p.token.lower())
     pending = int((await session.execute(select(func.coalesce(func.sum(Refund.amount_units), 0)).where(
         Refund.merchant_id == p.merchant_id, Refund.status.in_(IN_FLIGHT)))).scalar_one())
     if amount + pending > available:
