@@ -11,16 +11,16 @@ from fastapi.middleware.cors import CORSMiddleware
 from api.errors import install_error_handlers
 from api.middleware import RequestContext
 from api.routes import admin, api_keys, auth, branches, health, merchants, users
-from api.routes import notifications as notification_routes
-from api.routes import webhooks as webhook_routes
-from api.routes import settlement as settlement_routes
-from api.routes import treasury as treasury_routes
-from api.sdk import webhooks as sdk_webhooks
 from api.routes import exchange as exchange_routes
 from api.routes import links as link_routes
+from api.routes import notifications as notification_routes
 from api.routes import payments as payment_routes
+from api.routes import settlement as settlement_routes
+from api.routes import treasury as treasury_routes
+from api.routes import webhooks as webhook_routes
 from api.sdk import checkout as sdk_checkout
 from api.sdk import payments as sdk_payments
+from api.sdk import webhooks as sdk_webhooks
 from node.config import Settings
 from node.resources import Resources
 

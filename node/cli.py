@@ -189,3 +189,12 @@ app.command("replay-webhooks")(replay_webhooks)
 
 if __name__ == "__main__":
     app()
+
+
+def _add_settlement_commands() -> None:
+    from node.settlement.cli import audit_command
+
+    app.command("audit")(audit_command)
+
+
+_add_settlement_commands()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,42 +31,46 @@ class BalanceProjection(ChainHandler):
               TreasuryWithdrawal)
 
     async def final(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
-        merchants: defaultdict[tuple[bytes, str], MerchantDelta] = defaultdict(MerchantDelta)
-        treasury: defaultdict[str, TreasuryDelta] = defaultdict(TreasuryDelta)
-        gateway = scope.gateway
-        ledger: list[dict[str, object]] = []
-        for event in events:
-            if event.address != gateway:
-                continue
-            entry = ledger_entry(scope.chain_id, event)
-            if entry is not None:
-                ledger.append(entry)
-            if isinstance(event, PaymentReceived):
-                _credit(merchants[event.merchant_id, event.token], treasury[event.token], event.amount, event.fee)
-            elif isinstance(event, DepositSwept):
-                _credit(merchants[event.merchant_id, event.token], treasury[event.token], event.received,
-                        event.fee_charged)
-            elif isinstance(event, Collected):
-                _credit(merchants[event.merchant_id, event.token], treasury[event.token], event.amount, event.fee)
-            elif isinstance(event, Withdrawal):
-                delta = merchants[event.merchant_id, event.token]
-                delta.available -= event.amount
-                delta.withdrawn += event.amount
-            elif isinstance(event, Refunded):
-                delta = merchants[event.merchant_id, event.token]
-                delta.available -= event.amount
-                delta.refunded += event.amount
-            elif isinstance(event, SettlementInitiated):
-                delta = merchants[event.merchant_id, event.token]
-                delta.available -= event.amount
-                delta.settled += event.amount
-                treasury[event.token].available += event.amount
-                treasury[event.token].settled += event.amount
-            elif isinstance(event, TreasuryWithdrawal):
-                treasury[event.token].available -= event.amount
-                treasury[event.token].withdrawn += event.amount
+        merchants, treasury = balance_deltas(events, scope.gateway)
+        ledger = [entry for event in events if event.address == scope.gateway
+                  and (entry := ledger_entry(scope.chain_id, event)) is not None]
         await repository.apply_balance_deltas(session, scope.chain_id, merchants, treasury)
         await repository.insert_ledger(session, ledger)
+
+
+def balance_deltas(events: Iterable[ChainEvent], gateway: str
+                   ) -> tuple[dict[tuple[bytes, str], MerchantDelta], dict[str, TreasuryDelta]]:
+    """What final gateway events do to balances (also what `openpay audit` recomputes with)."""
+    merchants: defaultdict[tuple[bytes, str], MerchantDelta] = defaultdict(MerchantDelta)
+    treasury: defaultdict[str, TreasuryDelta] = defaultdict(TreasuryDelta)
+    for event in events:
+        if event.address != gateway:
+            continue
+        if isinstance(event, PaymentReceived):
+            _credit(merchants[event.merchant_id, event.token], treasury[event.token], event.amount, event.fee)
+        elif isinstance(event, DepositSwept):
+            _credit(merchants[event.merchant_id, event.token], treasury[event.token], event.received,
+                    event.fee_charged)
+        elif isinstance(event, Collected):
+            _credit(merchants[event.merchant_id, event.token], treasury[event.token], event.amount, event.fee)
+        elif isinstance(event, Withdrawal):
+            delta = merchants[event.merchant_id, event.token]
+            delta.available -= event.amount
+            delta.withdrawn += event.amount
+        elif isinstance(event, Refunded):
+            delta = merchants[event.merchant_id, event.token]
+            delta.available -= event.amount
+            delta.refunded += event.amount
+        elif isinstance(event, SettlementInitiated):
+            delta = merchants[event.merchant_id, event.token]
+            delta.available -= event.amount
+            delta.settled += event.amount
+            treasury[event.token].available += event.amount
+            treasury[event.token].settled += event.amount
+        elif isinstance(event, TreasuryWithdrawal):
+            treasury[event.token].available -= event.amount
+            treasury[event.token].withdrawn += event.amount
+    return dict(merchants), dict(treasury)
 
 
 def _credit(merchant: MerchantDelta, treasury: TreasuryDelta, gross: int, fee: int) -> None:
