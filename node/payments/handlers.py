@@ -7,13 +7,14 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import delete, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.events import ChainEvent, DepositSwept, PaymentReceived, Refunded, Transfer
 from node.config import Settings
 from node.db import Database
+from node.db.base import TokenAmount
 from node.indexing.handlers import ChainHandler, ChainScope
 from node.payments import states
 from node.payments.models import Payment, Receipt
@@ -81,7 +82,8 @@ class PaymentsProjection(ChainHandler):
                 continue
             if isinstance(e, DepositSwept):
                 await session.execute(update(Payment).where(Payment.onchain_id == e.payment_id)
-                                      .values(swept=Payment.swept + e.received, sweep_tx=None, sweep_at=None))
+                                      .values(swept=Payment.swept + literal(e.received, TokenAmount), sweep_tx=None,
+                                              sweep_at=None))
             elif isinstance(e, Refunded):
                 await refund_completed(session, self.settings, e)
 
