@@ -157,10 +157,13 @@ async def slug_available(session: AsyncSession, slug: str) -> bool:
 async def public(session: AsyncSession, slug: str) -> PaymentLink:
     """The link behind ``/pay/{slug}``: 404 unknown or inactive, 410 EXPIRED or CONSUMED."""
     link = (await session.execute(select(PaymentLink).where(PaymentLink.slug == slug))).scalar_one_or_none()
-    if link is None or link.status != "ACTIVE":
+    if link is None:
         raise NotFound("payment link not found")
+    # expiry first: the scheduler deactivates expired links, and they still answer 410 EXPIRED
     if link.expire_at is not None and link.expire_at <= datetime.now(UTC):
         raise LinkGone("payment link has expired", code="EXPIRED")
+    if link.status != "ACTIVE":
+        raise NotFound("payment link not found")
     if not link.reusable and link.usage_count > 0:
         raise LinkGone("payment link has already been used", code="CONSUMED")
     return link
