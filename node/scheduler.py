@@ -24,7 +24,23 @@ def build_scheduler(resources: Resources) -> AsyncIOScheduler:
     scheduler.add_job(purge_old_deliveries, "interval", hours=6, id="webhooks.purge", coalesce=True,
                       max_instances=1, args=[resources.db, resources.settings.webhook_retention_days])
     _payment_jobs(scheduler, resources)
+    _settlement_jobs(scheduler, resources)
     return scheduler
+
+
+def _settlement_jobs(scheduler: AsyncIOScheduler, resources: Resources) -> None:
+    """The chain sender (withdrawals, settlements, payout addresses, treasury withdrawals) runs here, in
+    the same process and event loop as the payments jobs: transactions from the operator key then share
+    one nonce counter. Scheduled settlement batches are created here too."""
+    from node.settlement.tasks import ChainSender, create_scheduled_settlements
+
+    sender = ChainSender(resources.settings, resources.db)
+    every = {"coalesce": True, "max_instances": 1}
+    scheduler.add_job(sender.run_once, "interval", seconds=resources.settings.tx_sender_interval_s,
+                      id="settlement.chain_sender", **every)
+    scheduler.add_job(create_scheduled_settlements, "interval",
+                      seconds=resources.settings.settlement_schedule_interval_s, id="settlement.schedules",
+                      args=[resources.db, resources.settings], **every)
 
 
 def _payment_jobs(scheduler: AsyncIOScheduler, resources: Resources) -> None:

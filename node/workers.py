@@ -18,11 +18,9 @@ class Runner(Protocol):
 
 def consumers(resources: Resources) -> list[Consumer | Runner]:
     from node.notifications.tasks import email_request_consumer, mail_sender, merchant_event_consumer
-    from node.settlement.tasks import ChainSender
     from node.webhooks.tasks import webhook_consumer, webhook_dispatcher
 
     return [
         webhook_consumer(resources), webhook_dispatcher(resources),
         email_request_consumer(resources), merchant_event_consumer(resources), mail_sender(resources),
-        ChainSender(resources.settings, resources.db),  # withdrawals, settlements, payout addresses, treasury
     ]

@@ -25,7 +25,7 @@ from node.db import Database
 from node.errors import NotFound
 from node.exchange.exchanges import Exchange, ExchangeError, exchange_for
 from node.exchange.treasury_models import ExchangeOrder, TreasuryWithdrawalRequest
-from node.money import format_units, parse_decimal, to_base_units
+from node.money import format_decimal, format_units, parse_decimal, to_base_units
 from node.settlement import repository as settlement_repo
 from node.settlement.chainctx import GatewayContext
 from node.settlement.errors import InsufficientBalance, InvalidAddress, InvalidTransition, SameApprover
@@ -38,6 +38,10 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def _d(value: Decimal | None) -> str | None:
+    return None if value is None else format_decimal(value)
+
+
 def withdrawal_data(t: TreasuryWithdrawalRequest) -> dict[str, Any]:
     return {"id": str(t.id), "amount": format_units(int(t.amount)), "token": t.token, "toAddress": t.to_address,
             "exchange": t.exchange, "status": t.status, "requestedBy": str(t.requested_by),
@@ -47,8 +51,8 @@ def withdrawal_data(t: TreasuryWithdrawalRequest) -> dict[str, Any]:
 
 def order_data(o: ExchangeOrder) -> dict[str, Any]:
     return {"id": str(o.id), "exchange": o.exchange, "symbol": o.symbol, "side": o.side, "type": o.order_type,
-            "amount": str(o.amount), "price": str(o.price) if o.price is not None else None, "status": o.status,
-            "exchangeOrderId": o.exchange_order_id, "filled": str(o.filled) if o.filled is not None else None,
+            "amount": _d(o.amount), "price": _d(o.price), "status": o.status,
+            "exchangeOrderId": o.exchange_order_id, "filled": _d(o.filled),
             "errorCode": o.error_code, "error": o.error, "createdAt": _iso(o.created_at)}
 
 
@@ -177,7 +181,6 @@ async def exchange_overview(settings: Settings, exchange_name: str, *, exchange:
         if exchange is None:
             await client.close()
     return {"exchange": exchange_name,
-            "balances": {c: {"free": str(b.free), "used": str(b.used), "total": str(b.total)} for c, b in held.items()},
-            "ticker": {"symbol": ticker.symbol, "bid": str(ticker.bid), "ask": str(ticker.ask),
-                       "last": str(ticker.last)},
+            "balances": {c: {"free": _d(b.free), "used": _d(b.used), "total": _d(b.total)} for c, b in held.items()},
+            "ticker": {"symbol": ticker.symbol, "bid": _d(ticker.bid), "ask": _d(ticker.ask), "last": _d(ticker.last)},
             "depositAddress": {"address": deposit.address, "network": deposit.network, "tag": deposit.tag}}

@@ -1,4 +1,4 @@
-"""The chain sender: the worker-role loop that turns approved work into transactions.
+"""The chain sender: the scheduler-role job that turns approved work into transactions.
 
 Each pass (under a PostgreSQL advisory lock, so one process sends for the node at a time):
 reconcile every send left SENDING (a crash, an RPC failure, a timeout), then send approved
@@ -25,6 +25,7 @@ from chain.oracle import RateOracle
 from node.bus import announce
 from node.config import Settings
 from node.db import Database
+from node.errors import ServiceUnavailable
 from node.exchange.treasury_models import TreasuryWithdrawalRequest
 from node.settlement import movements
 from node.settlement.chainctx import GatewayContext, gateway_context
@@ -47,8 +48,16 @@ PURPOSE_KEY = {"withdrawal": "operator", "settlement": "treasurer", "treasury": 
                "payout_address": "admin"}
 
 
+async def create_scheduled_settlements(db: Database, settings: Settings) -> int:
+    from node.settlement.service import create_due_settlements
+
+    async with db.unit_of_work() as session:
+        return await create_due_settlements(session, gateway_context(settings))
+
+
 class ChainSender:
-    """Runs in the worker role (``node/workers.py``)."""
+    """Runs in the scheduler role (``node/scheduler.py``), next to the payments jobs that send from the
+    operator key too, so both share one nonce counter per key."""
 
     def __init__(self, settings: Settings, db: Database, *, rpc: RpcClient | None = None,
                  artifacts: Artifacts | None = None) -> None:
@@ -100,6 +109,11 @@ class ChainSender:
 
     async def run_once(self) -> int:
         """One pass; returns how many sends it made or resolved (0 when another process holds the lock)."""
+        try:
+            self.ctx  # noqa: B018  (loads the deployment)
+        except ServiceUnavailable:
+            log.warning("settlement.no_deployment", message="no contracts deployed: nothing is sent")
+            return 0
         async with self.db.engine.connect() as lock_conn:
             got = (await lock_conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY})).scalar()
             if not got:
