@@ -219,3 +219,26 @@ class TestAudit:
 
 
 assert SettlementBatch
+
+
+class TestSchedules:
+    async def test_a_due_schedule_creates_a_batch_of_everything_withdrawable(self, money: Money) -> None:
+        from node.settlement.tasks import create_scheduled_settlements
+
+        account = await money.merchant(usdt(80))
+        bank_id = await verified_bank_account(money, account)
+        async with money.db.unit_of_work() as session:
+            schedule = await service.set_schedule(session, account.merchant_id, frequency="DAILY", interval_days=None,
+                                                  bank_account_id=bank_id)
+            assert schedule["intervalDays"] == 1
+            from node.settlement.models import SettlementSchedule
+
+            await session.execute(update(SettlementSchedule).where(
+                SettlementSchedule.merchant_id == account.merchant_id)
+                .values(next_run_at=datetime.now(UTC) - timedelta(minutes=1)))
+        assert await create_scheduled_settlements(money.db, money.ic.settings) >= 1
+        assert await create_scheduled_settlements(money.db, money.ic.settings) == 0  # not due again today
+        async with money.db.unit_of_work() as session:
+            rows = (await session.execute(select(SettlementBatch).where(
+                SettlementBatch.merchant_id == account.merchant_id))).scalars().all()
+        assert [(int(b.amount), b.status) for b in rows] == [(usdt(80), "REQUESTED")]
