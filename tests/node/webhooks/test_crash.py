@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -67,17 +68,22 @@ class TestWorkerCrashes:
                         await announce(session, step, {"id": payment, "merchantId": str(merchant), "step": step},
                                        key=payment)
                     order.setdefault(payment, []).append(step)
-                    await asyncio.sleep(0.08)
+                    # keep events coming while the kills go on, however slowly workers start
+                    await asyncio.sleep(0.25 if kills < KILLS else 0.01)
 
         rng = random.Random(8)
+        kills = 0
         writer = asyncio.ensure_future(announce_all())
         worker = _spawn(fast)
-        kills = 0
         busy_kills = 0  # kills of a worker that had been delivering
         try:
             while kills < KILLS:
                 seen = len(webhook_receiver.received)
-                await asyncio.sleep(rng.uniform(1.4, 2.2))  # the worker needs ~1 s to start
+                # kill once this worker is delivering (start-up takes a second or more), at a random moment
+                deadline = time.monotonic() + 30
+                while len(webhook_receiver.received) <= seen and time.monotonic() < deadline:
+                    await asyncio.sleep(0.02)
+                await asyncio.sleep(rng.uniform(0, 0.3))
                 busy_kills += len(webhook_receiver.received) > seen
                 worker.send_signal(signal.SIGKILL)
                 worker.wait()
