@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: dev test lint install install-python install-npm clean help
+.PHONY: dev test lint install install-python install-npm install-browser clean help
 
 help:
 	@echo "make dev    run the node on embedded PostgreSQL, Redis, NATS and anvil"
@@ -14,6 +14,12 @@ help:
 	@echo "make lint   ruff and mypy"
 
 install: install-python install-npm
+
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser)
+install-browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 install-python: $(VENV)/.installed
 install-npm: contracts/node_modules/.installed
@@ -35,7 +41,7 @@ lint: install-python
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: install lint
+test: install install-browser lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 clean:
