@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections import Counter
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any

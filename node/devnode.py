@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -17,7 +18,7 @@ from node.infra.stack import EmbeddedStack
 DEV_CONFIRMATIONS = 2
 
 
-def ensure_contracts(settings: Settings, progress: callable) -> Path:  # type: ignore[valid-type]
+def ensure_contracts(settings: Settings, progress: Callable[[str], object]) -> Path:
     """Deploys the contracts to the dev chain unless its deployments file still matches the chain
     (the file lives with the chain's state under the data dir, so they come and go together)."""
     from eth_account import Account
