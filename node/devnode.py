@@ -44,10 +44,14 @@ def ensure_contracts(settings: Settings, progress: Callable[[str], object]) -> P
     deployment = deploy(
         make_web3(rpc_url), LocalSigner(settings.deployer_key.get_secret_value()), operator=operator,
         treasurer=treasurer, reporter=reporter,
-        progress=lambda description, done, total: progress(f"deploying contracts: {description} ({done}/{total})"),
+        progress=lambda description, done, total: _say(progress, f"deploying contracts: {description} ({done}/{total})"),
     )
     deployment.save(path)
     return path
+
+
+def _say(progress: Callable[[str], object], text: str) -> None:
+    progress(text)
 
 
 def seed(settings: Settings) -> list[str]:

@@ -9,4 +9,4 @@ import node.merchants.models
 import node.notifications.models
 import node.payments.models
 import node.settlement.models
-import node.webhooks.models  # noqa: F401
+import node.webhooks.models
