@@ -44,7 +44,7 @@ def ensure_contracts(settings: Settings, progress: Callable[[str], object]) -> P
     deployment = deploy(
         make_web3(rpc_url), LocalSigner(settings.deployer_key.get_secret_value()), operator=operator,
         treasurer=treasurer, reporter=reporter,
-        progress=lambda description, done, total: _say(progress, f"deploying contracts: {description} ({done}/{total})"),
+        progress=lambda step, done, total: _say(progress, f"deploying contracts: {step} ({done}/{total})"),
     )
     deployment.save(path)
     return path
