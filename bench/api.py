@@ -1,0 +1,324 @@
+"""API benchmark: payment creation through the HMAC SDK route beside a bare FastAPI endpoint.
+
+    .venv/bin/python bench/api.py [--duration 15] [--connections 64] [--api-workers 1] [--loaders 1]
+                                  [--profile out.prof]
+
+Starts embedded PostgreSQL, Redis, NATS and anvil (contracts deployed), migrates, creates a
+merchant with a test key (node.merchants services) and a USDT/LKR rate, and raises the `api`
+rate limit for the run through ``OPENPAY_RATE_LIMITS``. Then, each in its own process on
+127.0.0.1 with uvicorn (uvloop + httptools):
+
+1. bare: a FastAPI app with one POST route answering a small JSON body (orjson), no DB;
+2. api: ``create_app`` (the node's API role), ``POST /v1/sdk/payments``: HMAC auth (DB key
+   lookup, Redis replay claim + per-key rate limit in one round trip), rate lock (cached),
+   fees, risk SQL, signed EIP-712 intent, CREATE2 deposit address, payment + outbox rows,
+   one commit.
+
+The load generator is a separate process (aiohttp, closed loop, ``--connections`` in
+flight): each request gets a fresh ms timestamp, a unique ``merchantTradeNo`` (so a unique
+body and signature: the replay check passes) and its own HMAC. Printed: requests/s, p50/p99
+latency, errors, and the ratio api/bare. ``--profile out.txt`` samples the API process with pyinstrument.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ROOT = Path(__file__).resolve().parents[1]
+
+from fastapi import Request  # noqa: E402  (module level: FastAPI resolves the route's annotations here)
+
+# ------------------------------------------------------------------ servers (child processes)
+
+
+def bare_app() -> Any:
+    from fastapi import FastAPI
+
+    from api.responses import JSON
+
+    app = FastAPI()
+
+    @app.post("/v1/bare")
+    async def bare(request: Request) -> JSON:
+        body = await request.body()
+        return JSON({"data": {"id": str(uuid.uuid4()), "size": len(body), "status": "INITIATED"}}, status_code=201)
+
+    return app
+
+
+def node_app() -> Any:
+    from api.app import create_app
+    from node.config import Settings
+
+    return create_app(Settings())
+
+
+def serve(kind: str, port: int, workers: int, profile: str | None) -> None:
+    import uvicorn
+
+    if kind == "api":
+        from node.config import Settings
+        from node.logs import configure_logging
+
+        configure_logging(Settings(), role="api")
+    factory = "bench.api:bare_app" if kind == "bare" else "bench.api:node_app"
+    options: dict[str, Any] = {"host": "127.0.0.1", "port": port, "loop": "uvloop", "http": "httptools",
+                               "log_level": "warning", "access_log": False, "server_header": False}
+    if workers > 1:
+        uvicorn.run(factory, factory=True, workers=workers, **options)
+        return
+    if profile:
+        # pyinstrument (pip install pyinstrument): samples the event loop thread, idle time included
+        import signal
+
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0005, async_mode="disabled")
+        config = uvicorn.Config(bare_app() if kind == "bare" else node_app(), **options)
+        server = uvicorn.Server(config)
+        signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
+        profiler.start()
+        try:
+            server.run()
+        finally:
+            profiler.stop()
+            Path(profile).write_text(profiler.output_text(unicode=False, color=False, show_all=False))
+        return
+    uvicorn.run(bare_app() if kind == "bare" else node_app(), **options)
+
+
+# ------------------------------------------------------------------ the load generator (child process)
+
+
+def load(url: str, path: str, credential: str | None, duration: float, connections: int, warmup: float,
+         worker: int) -> None:
+    import aiohttp
+    import uvloop
+
+    key_id, _, secret = (credential or "").partition(".")
+    hkey = hashlib.sha256(secret.encode()).digest()
+
+    async def main() -> None:
+        latencies: list[float] = []
+        errors: dict[str, int] = {}
+        counter = 0
+        connector = aiohttp.TCPConnector(limit=connections, force_close=False)
+        async with aiohttp.ClientSession(connector=connector) as http:
+            started = time.perf_counter()
+            measure_from = started + warmup
+            stop = measure_from + duration
+
+            async def one_loop() -> None:
+                nonlocal counter
+                while True:
+                    now = time.perf_counter()
+                    if now >= stop:
+                        return
+                    counter += 1
+                    body = b'{"amount":"10.00","currency":"USDT","merchantTradeNo":"B%d-%d-%d"}' % (
+                        worker, counter, time.time_ns())
+                    headers = {"content-type": "application/json"}
+                    if credential:
+                        ts = str(int(time.time() * 1000))
+                        sig = hmac.new(hkey, ts.encode() + b"POST" + path.encode() + body, hashlib.sha256)
+                        headers.update({"x-api-key": key_id, "x-timestamp": ts, "x-signature": sig.hexdigest()})
+                    t0 = time.perf_counter()
+                    try:
+                        async with http.post(url + path, data=body, headers=headers) as reply:
+                            await reply.read()
+                            status = reply.status
+                    except aiohttp.ClientError as exc:
+                        status = type(exc).__name__  # type: ignore[assignment]
+                    t1 = time.perf_counter()
+                    if t0 >= measure_from and t1 <= stop:
+                        if status == 201:
+                            latencies.append((t1 - t0) * 1000)
+                        else:
+                            errors[str(status)] = errors.get(str(status), 0) + 1
+
+            await asyncio.gather(*(one_loop() for _ in range(connections)))
+        print(json.dumps({"latencies": latencies, "errors": errors, "duration": duration}))
+
+    uvloop.run(main())
+
+
+# ------------------------------------------------------------------ orchestration
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            httpx.get(url + "/healthz", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit("server did not start")
+
+
+def run_load(url: str, path: str, credential: str | None, args: argparse.Namespace) -> dict[str, Any]:
+    per = max(1, args.connections // args.loaders)
+    procs = [subprocess.Popen(
+        [sys.executable, __file__, "--load", url, "--path", path, "--credential", credential or "",
+         "--duration", str(args.duration), "--connections", str(per), "--warmup", str(args.warmup),
+         "--worker", str(i)], stdout=subprocess.PIPE, cwd=ROOT) for i in range(args.loaders)]
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    for proc in procs:
+        out, _ = proc.communicate(timeout=args.duration + args.warmup + 120)
+        result = json.loads(out.decode().strip().splitlines()[-1])
+        latencies += result["latencies"]
+        for k, v in result["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    return {"rps": len(latencies) / args.duration, "p50": percentile(latencies, 50),
+            "p99": percentile(latencies, 99), "n": len(latencies), "errors": errors}
+
+
+def report(name: str, r: dict[str, Any]) -> str:
+    return (f"{name:<34} {r['rps']:>9,.0f} req/s   p50 {r['p50']:6.1f} ms   p99 {r['p99']:6.1f} ms   "
+            f"({r['n']:,} ok, errors {r['errors'] or 0})")
+
+
+async def prepare(settings: Any) -> str:
+    """A merchant with KYC approved and a test key; the USDT/LKR rate. Returns "<keyId>.<secret>"."""
+    from node.db import Database
+    from node.exchange import rates
+    from node.merchants import api_keys, service
+
+    db = Database.from_settings(settings)
+    try:
+        async with db.unit_of_work() as session:
+            merchant, user = await service.create_merchant(
+                session, settings, business_name="Bench Tea House", email=f"bench-{uuid.uuid4().hex[:8]}@example.com",
+                password="Bench-password-1234", name="Bench", kyc_status="APPROVED", email_verified=True,
+                send_emails=False, actor_type="SYSTEM")
+            key = await api_keys.create_key(session, settings, merchant.id, mode="test", name="bench",
+                                            created_by=user.id)
+            await rates.record(session, "LKR", {"USDT": Decimal("300")}, "COINGECKO")
+        return f"{key.key.key_id}.{key.secret}"
+    finally:
+        await db.dispose()
+
+
+def orchestrate(args: argparse.Namespace) -> None:
+    from chain.client import make_web3
+    from chain.deploy import LocalSigner, deploy
+    from node.config import DEV_DEPLOYER_KEY, DEV_OPERATOR_KEY, Environment, Settings
+    from node.db.migrate import upgrade
+    from node.infra.anvil import EmbeddedAnvil
+    from node.infra.nats import EmbeddedNats
+    from node.infra.postgres import EmbeddedPostgres
+    from node.infra.process import free_port
+    from node.infra.redis import EmbeddedRedis
+
+    data = Path(tempfile.mkdtemp(prefix="bench-api-"))
+    servers: list[Any] = []
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        pg = EmbeddedPostgres(data / "pg", free_port(), durable=False)
+        rd = EmbeddedRedis(data / "redis", free_port(), durable=False)
+        nt = EmbeddedNats(data / "nats", free_port())
+        anvil = EmbeddedAnvil(None, free_port(), chain_id=31337)
+        for server in (pg, rd, nt, anvil):
+            server.start()
+            servers.append(server)
+        from eth_account import Account
+
+        operator = Account.from_key(DEV_OPERATOR_KEY).address
+        dep = deploy(make_web3(anvil.url), LocalSigner(DEV_DEPLOYER_KEY), operator=operator, treasurer=operator,
+                     reporter=operator)
+        deployment_file = data / "deployment.json"
+        dep.save(deployment_file)
+        limits = {"login_ip": "30/60", "login_account": "10/600", "totp": "5/300", "password_ip": "10/600",
+                  "public_ip": "120/60", "api": "100000000/60", "admin": "600/60"}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENPAY_")}
+        env.update({"DATABASE_URL": pg.url, "REDIS_URL": rd.url, "NATS_URL": nt.url, "RPC_URL": anvil.url,
+                    "OPENPAY_ENVIRONMENT": "test", "OPENPAY_CHAIN_ID": "31337",
+                    "OPENPAY_DEPLOYMENT_FILE": str(deployment_file), "OPENPAY_RATE_LIMITS": json.dumps(limits),
+                    "OPENPAY_LOG_JSON": "true", "OPENPAY_LOG_LEVEL": "WARNING"})
+        os.environ.update(env)
+        settings = Settings(_env_file=None, environment=Environment.test)  # type: ignore[call-arg]
+        upgrade(settings)
+        credential = asyncio.run(prepare(settings))
+
+        results = {}
+        for kind, path, cred in (("bare", "/v1/bare", None), ("api", "/v1/sdk/payments", credential)):
+            port = free_port()
+            cmd = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--api-workers",
+                   str(args.api_workers if kind == "api" else args.bare_workers)]
+            if args.profile and kind == "api":
+                cmd += ["--profile", args.profile]
+            proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
+            children.append(proc)
+            url = f"http://127.0.0.1:{port}"
+            wait_up(url, proc)
+            results[kind] = run_load(url, path, cred, args)
+            proc.terminate()
+            proc.wait(30)
+        bare, api = results["bare"], results["api"]
+        print(f"\n{os.cpu_count()} CPUs; {args.connections} connections, {args.duration:g} s per run after "
+              f"{args.warmup:g} s warm-up; load generator: {args.loaders} separate process(es), aiohttp")
+        print(report(f"bare FastAPI JSON ({args.bare_workers} proc)", bare))
+        print(report(f"POST /v1/sdk/payments ({args.api_workers} proc)", api))
+        print(f"ratio api/bare: {api['rps'] / bare['rps']:.2f}   targets: >= 1,000 payments/s, p99 <= 50 ms, "
+              "ratio >= 0.3")
+    finally:
+        for proc in children:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(30)
+        for server in reversed(servers):
+            server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--loaders", type=int, default=1, help="load generator processes")
+    parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes of the API")
+    parser.add_argument("--bare-workers", type=int, default=1)
+    parser.add_argument("--profile", help="profile the API process (pyinstrument) into this text file")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--load", help=argparse.SUPPRESS)
+    parser.add_argument("--path", help=argparse.SUPPRESS)
+    parser.add_argument("--credential", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve, args.port, args.api_workers, args.profile)
+    elif args.load:
+        load(args.load, args.path, args.credential or None, args.duration, args.connections, args.warmup,
+             args.worker)
+    else:
+        orchestrate(args)
+
+
+if __name__ == "__main__":
+    main()
