@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coincurve import PrivateKey
+from eth_utils.crypto import keccak
 
 from chain.artifacts import Artifacts, load_artifacts
 from chain.client import RpcClient
 from chain.deploy import Deployment, deployment_path
+from chain.deposits import clone_init_code
 from chain.errors import DeploymentError
 from chain.intents import IntentDomain, PaymentIntent
 from chain.txsender import TxSender
@@ -55,6 +57,27 @@ def sign(intent: PaymentIntent, dom: IntentDomain, secret: str) -> bytes:
     and the intent is signed on every payment creation. Low-s, v = 27/28 like OpenZeppelin wants."""
     raw = _key(secret).sign_recoverable(intent.digest(dom), hasher=None)
     return raw[:64] + bytes([raw[64] + 27])
+
+
+@functools.lru_cache(maxsize=8)
+def _separator(dom: IntentDomain) -> bytes:
+    return dom.separator
+
+
+@functools.lru_cache(maxsize=8)
+def _clone_code_hash(implementation: str) -> bytes:
+    return keccak(clone_init_code(implementation))
+
+
+def sign_and_deposit(intent: PaymentIntent, dom: IntentDomain, implementation: str, secret: str
+                     ) -> tuple[bytes, str]:
+    """``(signature, lowercase deposit address)`` from one digest: the domain separator and the
+    clone's init code hash are cached (same results as ``sign`` and ``chain.deposits``)."""
+    digest = keccak(b"\x19\x01" + _separator(dom) + intent.struct_hash())
+    raw = _key(secret).sign_recoverable(digest, hasher=None)
+    address = keccak(b"\xff" + bytes.fromhex(dom.verifying_contract[2:]) + digest
+                     + _clone_code_hash(implementation))[12:]
+    return raw[:64] + bytes([raw[64] + 27]), "0x" + address.hex()
 
 
 @functools.lru_cache(maxsize=1)
