@@ -25,19 +25,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chain.artifacts import load_artifacts  # noqa: E402
-from chain.client import RpcClient, SyncRpcClient, make_web3  # noqa: E402
-from chain.deploy import Deployment, LocalSigner, deploy  # noqa: E402
-from chain.intents import IntentDomain, PaymentIntent, sign_intent, uuid_to_bytes32  # noqa: E402
-from indexer.follower import decode_rows  # noqa: E402
-from indexer.heads import HeadWatcher, ws_url_for  # noqa: E402
-from indexer.service import build_follower, tune_gc  # noqa: E402
-from node.config import Settings  # noqa: E402
-from node.db import Database  # noqa: E402
-from node.db.migrate import upgrade  # noqa: E402
-from node.infra.anvil import EmbeddedAnvil  # noqa: E402
-from node.infra.postgres import EmbeddedPostgres  # noqa: E402
-from node.infra.process import free_port  # noqa: E402
+from chain.artifacts import load_artifacts
+from chain.client import RpcClient, SyncRpcClient, make_web3
+from chain.deploy import Deployment, LocalSigner, deploy
+from chain.intents import IntentDomain, PaymentIntent, sign_intent, uuid_to_bytes32
+from indexer.follower import decode_rows
+from indexer.heads import HeadWatcher, ws_url_for
+from indexer.service import build_follower, tune_gc
+from node.config import Settings
+from node.db import Database
+from node.db.migrate import upgrade
+from node.infra.anvil import EmbeddedAnvil
+from node.infra.postgres import EmbeddedPostgres
+from node.infra.process import free_port
 
 DEPLOYER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 OPERATOR_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"

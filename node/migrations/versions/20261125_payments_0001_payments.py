@@ -123,7 +123,8 @@ def upgrade() -> None:
         sa.Column("late", sa.Boolean(), nullable=False),
         sa.Column("late_decision", sa.String(length=10), nullable=True),
         sa.CheckConstraint(
-            "status IN ('initiated', 'pending', 'paid', 'underpaid', 'overpaid', 'expired', 'late', 'failed', 'refunded', 'partially_refunded')",
+            "status IN ('initiated', 'pending', 'paid', 'underpaid', 'overpaid', 'expired', 'late', 'failed', "
+            "'refunded', 'partially_refunded')",
             name=op.f("ck_payments_status"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_payments")),
