@@ -101,7 +101,7 @@ class Bench:
         self.sequence = (self.sequence // 256 + 1) * 256 - 1  # next id opens a fresh bitmap word
         rows.append(("pay (1 in 256: opens a bitmap word)", pay(25 * UNIT), baseline))
 
-        rows.append(("sweep (1 deposit, clone created)", self.tx(
+        rows.append(("sweep (1 deposit)", self.tx(
             OPERATOR, "OpenPayGateway", "sweep", self.deposit(merchant, 25 * UNIT).as_tuple()), baseline))
 
         merchants = [uuid_to_bytes32(uuid.uuid4()) for _ in range(20)]

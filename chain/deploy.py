@@ -90,6 +90,8 @@ class Deployment:
     oracle: str
     token: str
     forwarder_implementation: str
+    """What :func:`chain.deposits.deposit_address` needs besides the intent: the gateway's deposit
+    initcode hash (``0x`` + 64 hex digits; older gateways: their EIP-1167 implementation address)."""
     deployer: str
     admin: str
     operator: str
@@ -192,7 +194,7 @@ def deploy(
     progress: Progress | None = None,
     timeout: float = 120.0,
 ) -> Deployment:
-    """Deploys gateway (+ its forwarder implementation), subscriptions, oracle and, when
+    """Deploys gateway, subscriptions, oracle and, when
     ``token`` is None, MockUSDT; grants OPERATOR/PAUSER to ``operator``, TREASURER to
     ``treasurer``, REPORTER to ``reporter``, COLLECTOR to the subscriptions contract; allowlists
     the token. ``admin`` (default: the signer) ends up holding every contract's admin role; when
@@ -245,19 +247,18 @@ def deploy(
             run.call(f"Grant {name} ADMIN", address, grant.encode(ADMIN_ROLE, admin))
             run.call(f"Renounce deployer's {name} ADMIN", address, renounce.encode(ADMIN_ROLE, deployer_address))
 
-    implementation = to_checksum_address(
-        gateway_art.decode_output(
-            "FORWARDER_IMPLEMENTATION",
-            w3.eth.call({"to": gateway, "data": gateway_art.encode_call("FORWARDER_IMPLEMENTATION")}),
-        )[0]
-    )
+    # Deposit addresses are CREATE2(gateway, intent digest, this hash): see chain.deposits.
+    initcode_hash = gateway_art.decode_output(
+        "DEPOSIT_INITCODE_HASH",
+        w3.eth.call({"to": gateway, "data": gateway_art.encode_call("DEPOSIT_INITCODE_HASH")}),
+    )[0]
     deployment = Deployment(
         chain_id=chain_id,
         gateway=gateway,
         subscriptions=subscriptions,
         oracle=oracle,
         token=token,
-        forwarder_implementation=implementation,
+        forwarder_implementation="0x" + bytes(initcode_hash).hex(),
         deployer=deployer_address,
         admin=admin,
         operator=operator,

@@ -4,7 +4,6 @@ pragma solidity 0.8.24;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {Clones} from "@openzeppelin/contracts/proxy/Clones.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
@@ -59,8 +58,14 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
         "uint256 fiatAmount,uint256 rate,uint256 deadline)"
     );
 
-    /// @notice Implementation every deposit address is an EIP-1167 clone of.
-    address public immutable FORWARDER_IMPLEMENTATION;
+    /// @notice `keccak256(OpenPayDepositForwarder.INITCODE)`: a deposit address is
+    ///         `CREATE2(this, hashIntent(intent), DEPOSIT_INITCODE_HASH)`.
+    bytes32 public immutable DEPOSIT_INITCODE_HASH;
+
+    /// @dev Transient slots (`keccak256("OpenPayGateway.sweep.token" / ".amount") - 1`) through
+    ///      which `_sweep` tells the deposit constructor what to forward (`depositContext`).
+    uint256 private constant _SWEEP_TOKEN_SLOT = 0xf7cd9b8db1e549985e2818e937d2422d24cebf50d5a79243b5acb0123158e8e0;
+    uint256 private constant _SWEEP_AMOUNT_SLOT = 0xef8dc498ba878621ce35f1493ce3b823ab4370d8eecc33e9a2ff51c49adf5747;
 
     /// @dev The allowlist flag and the treasury share one slot, so `pay` touches it once.
     struct TokenState {
@@ -132,11 +137,12 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
     error InsufficientBalance(uint256 available, uint256 requested);
     error PayoutAddressNotSet(bytes32 merchantId);
     error ZeroAddress();
+    error DepositForwardFailed(address depositAddress);
 
     constructor(address admin) EIP712("OpenPayGateway", "1") {
         if (admin == address(0)) revert ZeroAddress();
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        FORWARDER_IMPLEMENTATION = address(new OpenPayDepositForwarder(address(this)));
+        DEPOSIT_INITCODE_HASH = keccak256(OpenPayDepositForwarder.INITCODE);
     }
 
     // ------------------------------------------------------------------ inflows
@@ -175,7 +181,7 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
     ///      Sweeping again later moves whatever arrived since. The deadline is not checked: money
     ///      that arrives late is still the customer's payment and the node decides what to do.
     function sweep(PaymentIntent calldata intent) external onlyRole(OPERATOR_ROLE) whenNotPaused nonReentrant {
-        _sweep(intent, FORWARDER_IMPLEMENTATION);
+        _sweep(intent);
     }
 
     /// @notice `sweep` for many intents in one transaction.
@@ -185,9 +191,8 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
         whenNotPaused
         nonReentrant
     {
-        address implementation = FORWARDER_IMPLEMENTATION;
         for (uint256 i = 0; i < intents.length; ++i) {
-            _sweep(intents[i], implementation);
+            _sweep(intents[i]);
         }
     }
 
@@ -334,7 +339,16 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
     }
 
     function depositAddress(PaymentIntent calldata intent) external view returns (address) {
-        return Clones.predictDeterministicAddress(FORWARDER_IMPLEMENTATION, hashIntent(intent));
+        return _depositAddress(hashIntent(intent));
+    }
+
+    /// @notice While `sweep` creates a deposit address: the token and amount its constructor
+    ///         must send here (see `OpenPayDepositForwarder`). Meaningless at any other time.
+    function depositContext() external view returns (address token, uint256 amount) {
+        assembly ("memory-safe") {
+            token := tload(_SWEEP_TOKEN_SLOT)
+            amount := tload(_SWEEP_AMOUNT_SLOT)
+        }
     }
 
     // ------------------------------------------------------------------ internals
@@ -351,7 +365,7 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
         }
     }
 
-    function _sweep(PaymentIntent calldata intent, address implementation) private {
+    function _sweep(PaymentIntent calldata intent) private {
         address token = intent.token;
         TokenState storage state = _tokens[token];
         if (!state.allowed) return;
@@ -360,13 +374,10 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
         if (amount == 0) revert InvalidAmount();
         if (fee > amount) revert InvalidFee(amount, fee);
         bytes32 salt = _hashTypedDataV4(_structHash(intent));
-        address deposit = Clones.predictDeterministicAddress(implementation, salt);
+        address deposit = _depositAddress(salt);
         uint256 received = IERC20(token).balanceOf(deposit);
         if (received == 0) return;
-        if (deposit.code.length == 0) {
-            Clones.cloneDeterministic(implementation, salt);
-        }
-        OpenPayDepositForwarder(deposit).forward(token, received);
+        _forward(token, received, salt, deposit);
 
         // received and fee below 2**128 cannot overflow the product; mulDiv only for the rest
         uint256 feeCharged =
@@ -376,6 +387,33 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
         }
         state.treasury += uint248(feeCharged);
         _emitSwept(intent, deposit, received, feeCharged);
+    }
+
+    /// @dev `keccak256(0xff ++ this ++ salt ++ DEPOSIT_INITCODE_HASH)[12:]`.
+    function _depositAddress(bytes32 salt) private view returns (address deposit) {
+        bytes32 initcodeHash = DEPOSIT_INITCODE_HASH;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(add(ptr, 0x40), initcodeHash)
+            mstore(add(ptr, 0x20), salt)
+            mstore(ptr, address())
+            mstore8(add(ptr, 0x0b), 0xff)
+            deposit := and(keccak256(add(ptr, 0x0b), 0x55), 0xffffffffffffffffffffffffffffffffffffffff)
+        }
+    }
+
+    /// @dev Creates the deposit address, whose constructor sends `amount` of `token` here and
+    ///      self-destructs (see `OpenPayDepositForwarder`). The transient values need no
+    ///      clearing: only a constructor this contract starts reads them, right after they are set.
+    function _forward(address token, uint256 amount, bytes32 salt, address deposit) private {
+        bytes memory initcode = OpenPayDepositForwarder.INITCODE;
+        address created;
+        assembly ("memory-safe") {
+            tstore(_SWEEP_TOKEN_SLOT, token)
+            tstore(_SWEEP_AMOUNT_SLOT, amount)
+            created := create2(0, add(initcode, 0x20), mload(initcode), salt)
+        }
+        if (created == address(0)) revert DepositForwardFailed(deposit);
     }
 
     function _emitSwept(PaymentIntent calldata intent, address deposit, uint256 received, uint256 feeCharged)

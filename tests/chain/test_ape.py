@@ -13,6 +13,7 @@ from chain.artifacts import Artifacts
 from chain.client import SyncRpcClient
 from chain.compile import ensure_solcx_link, project_root
 from chain.deploy import OPERATOR_ROLE, Deployment, deployment_path
+from chain.deposits import DEPOSIT_INITCODE_HASH
 from node.infra.anvil import EmbeddedAnvil
 from node.infra.process import free_port
 
@@ -58,11 +59,11 @@ def test_ape_compile_and_deploy_to_chain_97(anvil97: EmbeddedAnvil, tmp_path: Pa
             ("OpenPaySubscriptions", deployment.subscriptions),
             ("OpenPayRateOracle", deployment.oracle),
             ("MockUSDT", deployment.token),
-            ("OpenPayDepositForwarder", deployment.forwarder_implementation),
         ):
             code = bytes.fromhex(rpc.request("eth_getCode", [address, "latest"])[2:])
             # runtime code = compiled runtime code, except the immutables filled in at deployment
             assert len(code) == len(artifacts[name].deployed_bytecode), name
+        assert deployment.forwarder_implementation == "0x" + DEPOSIT_INITCODE_HASH.hex()
         gateway = artifacts["OpenPayGateway"]
         role = gateway.encode_call("hasRole", OPERATOR_ROLE, deployment.operator)
         assert int(rpc.request("eth_call", [{"to": deployment.gateway, "data": "0x" + role.hex()}, "latest"]), 16) == 1
