@@ -39,8 +39,7 @@ async def post_if_due(db: Database, settings: Settings, operator: onchain.Operat
         # the contract refuses an observation in its future (a host clock ahead of the chain's)
         # and one not newer than the last round: clamp to the head's time, skip what is not new
         head = await operator.rpc.request("eth_getBlockByNumber", ["latest", False])
-        # (the block that includes the post is at least one second after the head)
-        observed_at = min(int(current.fetched_at.timestamp()), int(head["timestamp"], 16) + 1)
+        observed_at = min(int(current.fetched_at.timestamp()), int(head["timestamp"], 16))
         if last is not None and observed_at <= last.updated_at:
             return False
         receipt = await oracle.post(operator.sender, current.rate, observed_at)

@@ -13,7 +13,7 @@ from eth_utils.crypto import keccak
 from chain.artifacts import Artifacts, load_artifacts
 from chain.client import RpcClient
 from chain.deploy import Deployment, deployment_path
-from chain.deposits import clone_init_code
+from chain.deposits import predict_deposit_address
 from chain.errors import DeploymentError
 from chain.intents import IntentDomain, PaymentIntent
 from chain.txsender import TxSender
@@ -64,20 +64,14 @@ def _separator(dom: IntentDomain) -> bytes:
     return dom.separator
 
 
-@functools.lru_cache(maxsize=8)
-def _clone_code_hash(implementation: str) -> bytes:
-    return keccak(clone_init_code(implementation))
-
-
 def sign_and_deposit(intent: PaymentIntent, dom: IntentDomain, implementation: str, secret: str
                      ) -> tuple[bytes, str]:
-    """``(signature, lowercase deposit address)`` from one digest: the domain separator and the
-    clone's init code hash are cached (same results as ``sign`` and ``chain.deposits``)."""
+    """``(signature, lowercase deposit address)`` from one digest (the domain separator cached):
+    the same results as ``sign`` and ``chain.deposits.deposit_address``."""
     digest = keccak(b"\x19\x01" + _separator(dom) + intent.struct_hash())
     raw = _key(secret).sign_recoverable(digest, hasher=None)
-    address = keccak(b"\xff" + bytes.fromhex(dom.verifying_contract[2:]) + digest
-                     + _clone_code_hash(implementation))[12:]
-    return raw[:64] + bytes([raw[64] + 27]), "0x" + address.hex()
+    address = predict_deposit_address(dom.verifying_contract, implementation, digest)
+    return raw[:64] + bytes([raw[64] + 27]), address.lower()
 
 
 @functools.lru_cache(maxsize=1)

@@ -3,6 +3,7 @@ moves the payment, the SDK reads PAID with the right tx hash, fees and LKR amoun
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from decimal import Decimal
@@ -31,10 +32,14 @@ async def events_for(node: PaymentNode, payment_id: str) -> list[OutboxMessage]:
 
 
 async def row(node: PaymentNode, payment_id: str) -> Payment:
-    async with node.resources.db.unit_of_work() as session:
-        payment = await session.get(Payment, uuid.UUID(payment_id))
-        assert payment is not None
-        return payment
+    # the request's transaction commits just after its response is sent: wait for the row
+    for _ in range(100):
+        async with node.resources.db.unit_of_work() as session:
+            payment = await session.get(Payment, uuid.UUID(payment_id))
+        if payment is not None:
+            return payment
+        await asyncio.sleep(0.02)
+    raise AssertionError("payment not stored")
 
 
 class TestSpecVectors:
