@@ -41,8 +41,9 @@ lint: install-python
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: install install-browser lint
-	$(BIN)/pytest $(PYTEST_ARGS)
+# the suite runs even when lint fails (both results are shown); either failing fails `make test`
+test: install install-browser
+	@status=0; $(BIN)/pytest $(PYTEST_ARGS) || status=$$?; $(MAKE) --no-print-directory lint || status=1; exit $$status
 
 clean:
 	rm -rf .openpay .build .pytest_cache .mypy_cache .ruff_cache
