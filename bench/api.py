@@ -259,7 +259,11 @@ def orchestrate(args: argparse.Namespace) -> None:
         env.update({"DATABASE_URL": pg.url, "REDIS_URL": rd.url, "NATS_URL": nt.url, "RPC_URL": anvil.url,
                     "OPENPAY_ENVIRONMENT": "test", "OPENPAY_CHAIN_ID": "31337",
                     "OPENPAY_DEPLOYMENT_FILE": str(deployment_file), "OPENPAY_RATE_LIMITS": json.dumps(limits),
-                    "OPENPAY_LOG_JSON": "true", "OPENPAY_LOG_LEVEL": "WARNING"})
+                    "OPENPAY_LOG_JSON": "true", "OPENPAY_LOG_LEVEL": "WARNING",
+                    # the pool must cover the requests in flight per process: connections beyond
+                    # pool_size are overflow, closed on return and re-opened (connect, auth, type
+                    # introspection) at a cost of tens of ms each; that capped the API at ~150/s
+                    "OPENPAY_DATABASE_POOL_SIZE": str(max(10, args.connections // args.api_workers + 4))})
         os.environ.update(env)
         settings = Settings(_env_file=None, environment=Environment.test)  # type: ignore[call-arg]
         upgrade(settings)
