@@ -11,8 +11,10 @@ from fastapi import APIRouter, Depends, Query
 from api.deps import RequestMeta, Session, Settings, require_permission
 from node.admin import audit
 from node.auth.principal import MerchantPrincipal
+from node.errors import Conflict
 from node.webhooks import repository as repo
 from node.webhooks import service
+from node.webhooks.errors import DeliveryFailed
 from node.webhooks.schemas import (
     EndpointIn,
     EndpointPatch,
@@ -86,6 +88,9 @@ async def test_endpoint(endpointId: uuid.UUID, session: Session, settings: Setti
     sender = WebhookSender(settings)
     try:
         delivery, outcome = await service.send_test(session, settings, sender, principal.merchant_id, endpointId)
+    except DeliveryFailed as exc:
+        # the SDK route keeps the original's 500 DELIVERY_FAILED; here a disabled endpoint is the client's state
+        raise Conflict(exc.message, code="ENDPOINT_DISABLED") from None
     finally:
         await sender.aclose()
     return {"data": {**delivery_out(delivery), "success": outcome.success, "deliveryTime": outcome.latency_ms}}

@@ -37,6 +37,19 @@ class TestEndpoints:
         assert removed.status_code == 200
         assert (await client.get("/v1/webhooks/endpoints", headers=headers)).json()["data"] == []
 
+    async def test_testing_a_disabled_endpoint_is_a_409_not_a_500(
+        self, client: httpx.AsyncClient, resources: Resources, webhook_receiver: WebhookReceiver,
+    ) -> None:
+        account = await make_merchant(resources)
+        headers = account.auth_headers
+        endpoint = (await client.post("/v1/webhooks/endpoints", headers=headers, json={
+            "url": webhook_receiver.url(), "events": ["payment.*"], "mode": "test"})).json()["data"]
+        await client.patch(f"/v1/webhooks/endpoints/{endpoint['id']}", headers=headers, json={"enabled": False})
+        reply = await client.post(f"/v1/webhooks/endpoints/{endpoint['id']}/test", headers=headers)
+        assert reply.status_code == 409
+        assert reply.json()["error"]["code"] == "ENDPOINT_DISABLED"
+        assert webhook_receiver.received == []
+
     async def test_bad_input_is_a_clear_400_that_changes_nothing(
         self, client: httpx.AsyncClient, resources: Resources,
     ) -> None:
