@@ -61,6 +61,11 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
     /// @notice `keccak256(OpenPayDepositForwarder.INITCODE)`: a deposit address is
     ///         `CREATE2(this, hashIntent(intent), DEPOSIT_INITCODE_HASH)`.
     bytes32 public immutable DEPOSIT_INITCODE_HASH;
+    /// @dev `OpenPayDepositForwarder.INITCODE` as two words (63 bytes), so a sweep writes it to
+    ///      memory with two MSTOREs.
+    bytes32 private immutable _INITCODE_0;
+    bytes32 private immutable _INITCODE_1;
+    uint256 private constant _INITCODE_SIZE = 63;
 
     /// @dev Transient slots (`keccak256("OpenPayGateway.sweep.token" / ".amount") - 1`) through
     ///      which `_sweep` tells the deposit constructor what to forward (`depositContext`).
@@ -142,7 +147,17 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
     constructor(address admin) EIP712("OpenPayGateway", "1") {
         if (admin == address(0)) revert ZeroAddress();
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        DEPOSIT_INITCODE_HASH = keccak256(OpenPayDepositForwarder.INITCODE);
+        bytes memory initcode = OpenPayDepositForwarder.INITCODE;
+        assert(initcode.length == _INITCODE_SIZE);
+        bytes32 word0;
+        bytes32 word1;
+        assembly ("memory-safe") {
+            word0 := mload(add(initcode, 0x20))
+            word1 := mload(add(initcode, 0x40))
+        }
+        _INITCODE_0 = word0;
+        _INITCODE_1 = word1 & ~bytes32(uint256(0xff)); // the byte after the 63 is not ours
+        DEPOSIT_INITCODE_HASH = keccak256(initcode);
     }
 
     // ------------------------------------------------------------------ inflows
@@ -406,32 +421,34 @@ contract OpenPayGateway is AccessControl, Pausable, ReentrancyGuardTransient, EI
     ///      self-destructs (see `OpenPayDepositForwarder`). The transient values need no
     ///      clearing: only a constructor this contract starts reads them, right after they are set.
     function _forward(address token, uint256 amount, bytes32 salt, address deposit) private {
-        bytes memory initcode = OpenPayDepositForwarder.INITCODE;
+        bytes32 word0 = _INITCODE_0;
+        bytes32 word1 = _INITCODE_1;
         address created;
         assembly ("memory-safe") {
             tstore(_SWEEP_TOKEN_SLOT, token)
             tstore(_SWEEP_AMOUNT_SLOT, amount)
-            created := create2(0, add(initcode, 0x20), mload(initcode), salt)
+            let ptr := mload(0x40)
+            mstore(ptr, word0)
+            mstore(add(ptr, 0x20), word1)
+            created := create2(0, ptr, _INITCODE_SIZE, salt)
         }
         if (created == address(0)) revert DepositForwardFailed(deposit);
     }
 
+    /// @dev `emit DepositSwept(...)` without the ABI encoder: the event's first six data words
+    ///      are the intent's words 2..7 as they are in calldata (`_sweep` already read
+    ///      `intent.token`, which reverts unless it is a clean address).
     function _emitSwept(PaymentIntent calldata intent, address deposit, uint256 received, uint256 feeCharged)
         private
     {
-        emit DepositSwept(
-            intent.paymentId,
-            intent.merchantId,
-            deposit,
-            intent.token,
-            intent.amount,
-            intent.fee,
-            intent.fiatAmount,
-            intent.rate,
-            intent.deadline,
-            received,
-            feeCharged
-        );
+        bytes32 topic = DepositSwept.selector;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, add(intent, 0x40), 0xc0)
+            mstore(add(ptr, 0xc0), received)
+            mstore(add(ptr, 0xe0), feeCharged)
+            log4(ptr, 0x100, topic, calldataload(intent), calldataload(add(intent, 0x20)), deposit)
+        }
     }
 
     function _markPaid(bytes32 paymentId) private {
