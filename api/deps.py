@@ -38,14 +38,15 @@ def _settings(request: Request) -> NodeSettings:
 
 
 async def _session(resources: Annotated[NodeResources, Depends(_resources)]) -> AsyncIterator[AsyncSession]:
-    """The request owns the transaction: it commits once when the route returns."""
+    """The request owns the transaction: it commits once when the route returns, before the
+    response is sent (``scope="function"``), so a failed commit is an error, never a 2xx."""
     async with resources.db.unit_of_work() as session:
         yield session
 
 
 Resources = Annotated[NodeResources, Depends(_resources)]
 Settings = Annotated[NodeSettings, Depends(_settings)]
-Session = Annotated[AsyncSession, Depends(_session)]
+Session = Annotated[AsyncSession, Depends(_session, scope="function")]
 
 
 # --- authentication and authorisation (accounts) -------------------------------------------------

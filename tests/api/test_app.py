@@ -5,9 +5,12 @@ from __future__ import annotations
 import httpx
 from fastapi import APIRouter
 from pydantic import BaseModel
+from sqlalchemy import text
 
 from api.app import create_app
+from api.deps import Session
 from node.config import Settings
+from node.resources import Resources
 
 
 class TestErrorShape:
@@ -42,6 +45,37 @@ class TestErrorShape:
             reply = await http.get("/boom")
         assert reply.status_code == 500
         assert reply.json() == {"error": {"code": "INTERNAL_ERROR", "message": "internal error"}}
+
+
+class TestTransactions:
+    async def test_a_failed_commit_is_an_error_to_the_client_not_a_success(
+        self, settings: Settings, resources: Resources,
+    ) -> None:
+        """The request's transaction commits before the response leaves: a commit that fails
+        (here a deferred constraint, checked only at COMMIT) can never be reported as done."""
+        async with resources.db.unit_of_work() as session:
+            await session.execute(text("CREATE TABLE IF NOT EXISTS public.commit_probe (id int)"))
+            await session.execute(text("""
+                CREATE OR REPLACE FUNCTION public.refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION 'refused at commit'; END $$"""))
+            await session.execute(text("DROP TRIGGER IF EXISTS refuse ON public.commit_probe"))
+            await session.execute(text("""
+                CREATE CONSTRAINT TRIGGER refuse AFTER INSERT ON public.commit_probe
+                DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.refuse_at_commit()"""))
+        app = create_app(settings, resources)
+        router = APIRouter()
+
+        @router.post("/probe", status_code=201)
+        async def probe(session: Session) -> dict[str, bool]:
+            await session.execute(text("INSERT INTO public.commit_probe VALUES (1)"))
+            return {"saved": True}
+
+        app.include_router(router)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            reply = await http.post("/probe")
+        assert reply.status_code == 500
+        assert reply.json()["error"]["code"] == "INTERNAL_ERROR"
 
 
 class TestRequestId:
