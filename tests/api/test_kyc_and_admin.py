@@ -295,19 +295,23 @@ class TestAdminLogin:
 class TestSettingsAndLegal:
     async def test_settings_changes_keep_history(self, http: httpx.AsyncClient,
                                                  platform_admin: AdminAccount) -> None:
+        headers = platform_admin.auth_headers
+        before = (await http.get("/v1/admin/settings", headers=headers)).json()["data"]["fees"]
         new = {"platformFeePercent": "1.25", "exchangeFeePercent": "0.5"}
-        reply = await http.put("/v1/admin/settings/fees", headers=platform_admin.auth_headers, json={"value": new})
-        assert reply.status_code == 200
-        wrong_type = await http.put("/v1/admin/settings/fees", headers=platform_admin.auth_headers,
-                                    json={"value": "1.25"})
-        assert wrong_type.status_code == 400
-        unknown = await http.put("/v1/admin/settings/nope", headers=platform_admin.auth_headers, json={"value": {}})
-        assert unknown.status_code == 404
-        current = await http.get("/v1/admin/settings", headers=platform_admin.auth_headers)
-        assert current.json()["data"]["fees"] == new
-        history = await http.get("/v1/admin/settings/history", headers=platform_admin.auth_headers,
-                                 params={"key": "fees"})
-        assert history.json()["data"][0]["newValue"] == new
+        try:
+            reply = await http.put("/v1/admin/settings/fees", headers=headers, json={"value": new})
+            assert reply.status_code == 200
+            wrong_type = await http.put("/v1/admin/settings/fees", headers=headers, json={"value": "1.25"})
+            assert wrong_type.status_code == 400
+            unknown = await http.put("/v1/admin/settings/nope", headers=headers, json={"value": {}})
+            assert unknown.status_code == 404
+            current = await http.get("/v1/admin/settings", headers=headers)
+            assert current.json()["data"]["fees"] == new
+            history = await http.get("/v1/admin/settings/history", headers=headers, params={"key": "fees"})
+            assert history.json()["data"][0]["newValue"] == new
+        finally:
+            # the settings are the whole platform's: other tests price payments with them
+            await http.put("/v1/admin/settings/fees", headers=headers, json={"value": before})
 
     async def test_legal_documents_are_versioned_and_accepted(self, http: httpx.AsyncClient,
                                                              platform_admin: AdminAccount,
