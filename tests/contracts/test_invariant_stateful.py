@@ -165,13 +165,20 @@ def build_machine(chain: Chain) -> type[RuleBasedStateMachine]:
 
 def test_books_always_balance(contracts: Chain) -> None:
     machine = build_machine(contracts)
-    run_state_machine_as_test(
-        machine,
-        settings=settings(
-            max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
-            suppress_health_check=list(HealthCheck),
-        ),
-    )
-    steps = len(checks) - EXAMPLES  # the invariant also runs once before each example's first step
-    print(f"stateful: {steps} steps over {EXAMPLES} examples")
+    examples = steps = 0
+    # hypothesis draws each example's length, so keep running until the step budget is spent
+    while steps < 2000 and examples < 10 * EXAMPLES:
+        before = len(checks)
+        run_state_machine_as_test(
+            machine,
+            settings=settings(
+                max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
+                suppress_health_check=list(HealthCheck),
+            ),
+        )
+        examples += EXAMPLES
+        steps += len(checks) - before - EXAMPLES  # the invariant also runs before each example's first step
+        if EXAMPLES < 45:
+            break
+    print(f"stateful: {steps} steps over {examples} examples")
     assert steps >= 2000 or EXAMPLES < 45
