@@ -7,8 +7,8 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import delete, literal, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import BindParameter, any_, bindparam, delete, literal, select, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, TEXT, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.events import ChainEvent, DepositSwept, PaymentReceived, Refunded, Transfer
@@ -42,12 +42,12 @@ class PaymentsProjection(ChainHandler):
         if by_id:
             for pid, onchain_id, status in (await session.execute(
                     select(Payment.id, Payment.onchain_id, Payment.status)
-                    .where(Payment.onchain_id.in_({e.payment_id for e in by_id})))).all():
+                    .where(Payment.onchain_id == any_(_array({e.payment_id for e in by_id}, BYTEA))))).all():
                 targets[bytes(onchain_id)] = (pid, status)
         if transfers:
             for pid, address, status in (await session.execute(
                     select(Payment.id, Payment.deposit_address, Payment.status)
-                    .where(Payment.deposit_address.in_({e.to_address for e in transfers})))).all():
+                    .where(Payment.deposit_address == any_(_array({e.to_address for e in transfers}, TEXT))))).all():
                 targets[address] = (pid, status)
         rows = []
         for e in events:
@@ -59,15 +59,14 @@ class PaymentsProjection(ChainHandler):
                 rows.append(_row(scope, e, pid, "TRANSFER", e.from_address, e.value, final, status))
         if not rows:
             return set()
-        if final:
-            # during a backfill seen and final come in one transaction; insert what seen missed
-            await session.execute(insert(Receipt).values(rows).on_conflict_do_nothing())
-            keys = [(r["block_hash"], r["log_index"]) for r in rows]
-            await session.execute(update(Receipt).where(
-                Receipt.chain_id == scope.chain_id,
-                tuple_(Receipt.block_hash, Receipt.log_index).in_(keys)).values(final=True))
-        else:
-            await session.execute(insert(Receipt).values(rows).on_conflict_do_nothing())
+        for chunk in _chunks(rows):
+            await session.execute(insert(Receipt).values(chunk).on_conflict_do_nothing())
+            if final:
+                # during a backfill seen and final come in one transaction: the rows seen stored
+                keys = [(r["block_hash"], r["log_index"]) for r in chunk]
+                await session.execute(update(Receipt).where(
+                    Receipt.chain_id == scope.chain_id,
+                    tuple_(Receipt.block_hash, Receipt.log_index).in_(keys)).values(final=True))
         return {r["payment_id"] for r in rows}  # type: ignore[misc]
 
     async def seen(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
@@ -95,6 +94,16 @@ class PaymentsProjection(ChainHandler):
             Receipt.chain_id == scope.chain_id, tuple_(Receipt.block_hash, Receipt.log_index).in_(keys))
             .returning(Receipt.payment_id))).scalars().all()
         await states.recompute(session, self.settings, set(gone))
+
+
+def _array(values: set[bytes] | set[str], item: type[BYTEA] | type[TEXT]) -> BindParameter[object]:
+    """One array parameter, however many values: a backfill batch can hold more than the
+    32,767 parameters a statement may have."""
+    return bindparam(None, list(values), type_=ARRAY(item))
+
+
+def _chunks(rows: list[dict[str, object]], size: int = 1_000) -> list[list[dict[str, object]]]:
+    return [rows[i:i + size] for i in range(0, len(rows), size)]
 
 
 def _row(scope: ChainScope, e: ChainEvent, pid: uuid.UUID, kind: str, payer: str, amount: int, final: bool,

@@ -13,7 +13,9 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import any_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import UUID as PG_UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.config import Settings
@@ -50,14 +52,16 @@ async def recompute(session: AsyncSession, settings: Settings, payment_ids: Iter
     ids = sorted(set(payment_ids))
     if not ids:
         return []
+    # one array parameter: a backfill batch may touch more payments than a statement has parameters
+    wanted = bindparam(None, ids, type_=ARRAY(PG_UUID(as_uuid=True)))
     payments = list((await session.execute(
-        select(Payment).where(Payment.id.in_(ids)).order_by(Payment.id).with_for_update())).scalars())
+        select(Payment).where(Payment.id == any_(wanted)).order_by(Payment.id).with_for_update())).scalars())
     sums = {row.payment_id: row for row in (await session.execute(
         select(Receipt.payment_id, func.coalesce(func.sum(Receipt.amount), 0).label("seen"),
                func.coalesce(func.sum(Receipt.amount).filter(Receipt.final), 0).label("final"))
-        .where(Receipt.payment_id.in_(ids)).group_by(Receipt.payment_id)))}
+        .where(Receipt.payment_id == any_(wanted)).group_by(Receipt.payment_id)))}
     last = {row.payment_id: row for row in (await session.execute(
-        select(Receipt).distinct(Receipt.payment_id).where(Receipt.payment_id.in_(ids))
+        select(Receipt).distinct(Receipt.payment_id).where(Receipt.payment_id == any_(wanted))
         .order_by(Receipt.payment_id, Receipt.block_number.desc(), Receipt.log_index.desc()))).scalars()}
     changed: list[Payment] = []
     now = datetime.now(UTC)
