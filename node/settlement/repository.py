@@ -117,8 +117,9 @@ IN_FLIGHT_BATCHES = ("REQUESTED", "SUBMITTED")
 
 
 async def insert_ledger(session: AsyncSession, rows: list[dict[str, object]]) -> None:
-    if rows:
-        await session.execute(insert(LedgerEntry).values(rows).on_conflict_do_nothing())
+    # in chunks: a statement takes at most 32,767 parameters and a backfill batch can be larger
+    for start in range(0, len(rows), 1_000):
+        await session.execute(insert(LedgerEntry).values(rows[start:start + 1_000]).on_conflict_do_nothing())
 
 
 async def lock_merchant(session: AsyncSession, merchant_id: uuid.UUID) -> None:
