@@ -7,10 +7,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from node.db.bulk import driver_connection
 from node.indexing.models import ChainBlock, ChainCursor, ChainLog, ChainReorg
 
 LOG_COLUMNS = ("chain_id", "block_hash", "log_index", "block_number", "transaction_hash", "address",
@@ -18,19 +19,7 @@ LOG_COLUMNS = ("chain_id", "block_hash", "log_index", "block_number", "transacti
 LogRow = tuple[int, str, int, int, str, str, list[str], str, str, bool]
 
 
-async def _driver(session: AsyncSession) -> asyncpg.Connection:
-    """The asyncpg connection under the session, inside the session's transaction.
-
-    SQLAlchemy's adapter opens the asyncpg transaction lazily, on the first statement; without
-    one, work done on the driver directly would commit on its own (found by the crash test).
-    """
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection
-    if not driver.is_in_transaction():
-        await session.execute(text("SELECT 1"))
-    assert driver.is_in_transaction()
-    return driver
+_driver = driver_connection
 
 
 def _copy_text(rows: Sequence[LogRow]) -> bytes:

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.db.base import TokenAmount
+from node.db.bulk import copy_insert_ignoring_duplicates
 from node.indexing.models import ChainLog
 from node.settlement.models import (
     ChainSend,
@@ -117,9 +118,7 @@ IN_FLIGHT_BATCHES = ("REQUESTED", "SUBMITTED")
 
 
 async def insert_ledger(session: AsyncSession, rows: list[dict[str, object]]) -> None:
-    # in chunks: a statement takes at most 32,767 parameters and a backfill batch can be larger
-    for start in range(0, len(rows), 1_000):
-        await session.execute(insert(LedgerEntry).values(rows[start:start + 1_000]).on_conflict_do_nothing())
+    await copy_insert_ignoring_duplicates(session, cast(Table, LedgerEntry.__table__), rows)
 
 
 async def lock_merchant(session: AsyncSession, merchant_id: uuid.UUID) -> None:
