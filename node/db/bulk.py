@@ -35,15 +35,22 @@ async def copy_insert_ignoring_duplicates(
     if not rows:
         return
     columns = list(rows[0])
+    records = [tuple(r[c] for c in columns) for r in rows]
     driver = await driver_connection(session)
+    try:
+        async with driver.transaction():  # a savepoint: new rows (the usual case) go straight in
+            await driver.copy_records_to_table(table.name, schema_name=table.schema, records=records,
+                                               columns=columns)
+        return
+    except asyncpg.UniqueViolationError:
+        pass
     staging = f"staging_{table.schema}_{table.name}"
     await driver.execute(
         f'CREATE TEMP TABLE IF NOT EXISTS "{staging}" (LIKE {table.schema}.{table.name} INCLUDING DEFAULTS) '
         "ON COMMIT DELETE ROWS"
     )
     await driver.execute(f'TRUNCATE "{staging}"')
-    await driver.copy_records_to_table(staging, records=[tuple(r[c] for c in columns) for r in rows],
-                                       columns=columns)
+    await driver.copy_records_to_table(staging, records=records, columns=columns)
     names = ", ".join(f'"{c}"' for c in columns)
     await driver.execute(
         f'INSERT INTO {table.schema}.{table.name} ({names}) SELECT {names} FROM "{staging}" ON CONFLICT DO NOTHING'
