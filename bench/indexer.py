@@ -121,7 +121,7 @@ async def live(settings: Settings, deployment: Deployment, sync_rpc: SyncRpcClie
     follower = build_follower(settings, db, rpc, handled, extra_addresses=extra, heads=heads)
     stop = asyncio.Event()
     task = asyncio.ensure_future(follower.run(stop))
-    watcher = await asyncpg.connect(db.engine.url.set(drivername="postgresql").render_as_string(False))
+    watcher = await asyncpg.connect(db.dsn)
     emitter = load_artifacts()["OpenPayEventEmitter"]
     latencies = []
     loop = asyncio.get_running_loop()

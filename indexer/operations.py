@@ -54,14 +54,10 @@ async def status(settings: Settings) -> IndexerStatus:
     )
 
 
-def _dsn(db: Database) -> str:
-    return db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 async def _lock_free(db: Database, chain_id: int) -> bool:
-    conn = await asyncpg.connect(_dsn(db))
+    conn = await asyncpg.connect(db.dsn)
     try:
-        key = LeaderLock(_dsn(db), chain_id).key
+        key = LeaderLock(db.dsn, chain_id).key
         free = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
         if free:
             await conn.execute("SELECT pg_advisory_unlock($1)", key)
@@ -80,8 +76,8 @@ async def resync(settings: Settings, from_block: int) -> int:
     deployment = load_deployment(settings)
     db = Database.from_settings(settings)
     rpc = RpcClient(settings.rpc_urls)
-    lock = LeaderLock(_dsn(db), deployment.chain_id)
-    conn = await asyncpg.connect(_dsn(db))
+    lock = LeaderLock(db.dsn, deployment.chain_id)
+    conn = await asyncpg.connect(db.dsn)
     try:
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock.key):
             raise IndexerRunning("an indexer is running for this chain; stop it, resync, then start it again")

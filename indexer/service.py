@@ -69,8 +69,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     deployment = load_deployment(settings)
     db = Database.from_settings(settings)
     rpc = RpcClient(settings.rpc_urls)
-    dsn = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    leader = LeaderLock(dsn, deployment.chain_id)
+    leader = LeaderLock(db.dsn, deployment.chain_id)
     try:
         acquire = asyncio.ensure_future(leader.acquire())
         stopped = asyncio.ensure_future(stop.wait())

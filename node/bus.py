@@ -179,8 +179,7 @@ class OutboxRelay:
     async def _listen(self) -> Any:
         import asyncpg
 
-        dsn = self.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        conn = await asyncpg.connect(dsn)
+        conn = await asyncpg.connect(self.db.dsn)
         await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
         return conn
 

@@ -28,6 +28,11 @@ class Database:
             raise RuntimeError("DATABASE_URL is not set; run `openpay dev` or configure it")
         return cls(settings.database_url, pool_size=settings.database_pool_size)
 
+    @property
+    def dsn(self) -> str:
+        """The URL in libpq form, for asyncpg connections of our own (LISTEN, advisory locks)."""
+        return self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
         """A session whose work commits once at the end, or rolls back on error."""

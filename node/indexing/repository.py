@@ -19,9 +19,6 @@ LOG_COLUMNS = ("chain_id", "block_hash", "log_index", "block_number", "transacti
 LogRow = tuple[int, str, int, int, str, str, list[str], str, str, bool]
 
 
-_driver = driver_connection
-
-
 def _copy_text(rows: Sequence[LogRow]) -> bytes:
     """Rows in COPY's text format. Every value is a hex string, a number or a bool, so nothing
     needs escaping; building the lines is several times cheaper than asyncpg's record encoder."""
@@ -36,7 +33,7 @@ async def insert_logs(session: AsyncSession, rows: Sequence[LogRow]) -> set[tupl
     (a repeat of an already stored range, e.g. after `openpay indexer resync`)."""
     if not rows:
         return None
-    driver = await _driver(session)
+    driver = await driver_connection(session)
     payload = _copy_text(rows)
     try:
         async with driver.transaction():  # a savepoint: a repeat falls back without losing the batch
@@ -138,5 +135,5 @@ async def last_reorg(session: AsyncSession, chain_id: int) -> ChainReorg | None:
 
 
 async def log_count(session: AsyncSession, chain_id: int) -> int:
-    driver = await _driver(session)
+    driver = await driver_connection(session)
     return int(await driver.fetchval("SELECT count(*) FROM chain.logs WHERE chain_id = $1", chain_id))

@@ -62,8 +62,7 @@ class MailSender:
     async def _listen(self) -> object:
         import asyncpg
 
-        dsn = self.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        conn = await asyncpg.connect(dsn)
+        conn = await asyncpg.connect(self.db.dsn)
         await conn.add_listener(repo.WAKE_CHANNEL, lambda *_: self._wake.set())
         return conn
 

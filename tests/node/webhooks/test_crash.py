@@ -9,7 +9,6 @@ the same payment (see node/webhooks/__init__.py)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import subprocess
@@ -24,6 +23,7 @@ from node.bus import announce
 from node.config import Settings
 from node.resources import Resources
 from node.webhooks.models import Delivery, DeliveryAttempt
+from tests.fixtures.infra import role_env
 from tests.fixtures.webhooks import WebhookReceiver
 from tests.node.webhooks.conftest import add_endpoint, deliveries, eventually
 
@@ -33,17 +33,12 @@ KILLS = 10
 
 
 def _worker_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "DATABASE_URL": settings.database_url or "", "REDIS_URL": settings.redis_url or "",
-        "NATS_URL": settings.nats_url or "", "RPC_URL": settings.rpc_url or "",
-        "OPENPAY_ENVIRONMENT": "test", "OPENPAY_LOG_JSON": "false", "OPENPAY_LOG_LEVEL": "WARNING",
-        "OPENPAY_RELAY_POLL_INTERVAL_S": "0.2", "OPENPAY_CONSUMER_ACK_WAIT_S": "2",
-        "OPENPAY_WEBHOOK_RETRY_SCHEDULE_S": "[0.2, 0.4, 0.8, 1.6]", "OPENPAY_WEBHOOK_TIMEOUT_S": "1",
-        "OPENPAY_WEBHOOK_LEASE_S": "2", "OPENPAY_WEBHOOK_POLL_INTERVAL_S": "0.2",
-        "OPENPAY_SMTP_PORT": "9",  # the worker's mail sender is not under test here
-    })
-    return env
+    return role_env(
+        settings, OPENPAY_LOG_LEVEL="WARNING",
+        OPENPAY_WEBHOOK_RETRY_SCHEDULE_S="[0.2, 0.4, 0.8, 1.6]", OPENPAY_WEBHOOK_TIMEOUT_S="1",
+        OPENPAY_WEBHOOK_LEASE_S="2", OPENPAY_WEBHOOK_POLL_INTERVAL_S="0.2",
+        OPENPAY_SMTP_PORT="9",  # the worker's mail sender is not under test here
+    )
 
 
 def _spawn(settings: Settings) -> subprocess.Popen[bytes]:
