@@ -105,7 +105,8 @@ async def link_page(slug: str, request: Request, session: Session, settings: Set
 @router.post("/pay/{slug}", summary="Start a payment from a link", dependencies=[Depends(rate_limit("public_ip"))])
 async def link_pay(slug: str, request: Request, session: Session, settings: Settings) -> Response:
     try:
-        link = await links.public(session, slug)
+        # locked until the request's transaction commits: a single-use link gets one open payment
+        link = await links.claim(session, slug)
     except NodeError as exc:
         return TEMPLATES.TemplateResponse(request, "link_gone.html", {"message": exc.message},
                                           status_code=exc.status)
@@ -133,7 +134,7 @@ async def link_qr(slug: str, settings: Settings) -> Response:
 @router.get("/pay/{slug}/poster", response_class=HTMLResponse, summary="Printable counter QR (POS)")
 async def link_poster(slug: str, request: Request, session: Session, settings: Settings) -> Response:
     try:
-        link = await links.public(session, slug)
+        link = await links.public(session, slug, check_open=False)  # printed once, used later
     except NodeError as exc:
         return TEMPLATES.TemplateResponse(request, "link_gone.html", {"message": exc.message},
                                           status_code=exc.status)

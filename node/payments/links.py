@@ -1,6 +1,10 @@
 """Payment links (the original's fields): a public page ``/pay/{slug}`` that creates a payment
 and sends the customer to checkout. Amount and quantity rules are checked here, on the server;
-usage counts when a payment of the link is paid; the scheduler applies expiry."""
+usage counts when a payment of the link is paid; the scheduler applies expiry.
+
+A single-use link holds at most one open payment at a time: ``claim`` locks the link row and
+refuses a second payment while one is open (409 LINK_IN_USE); the payment's expiry releases the
+link. Two visitors can therefore never both pay it, whatever the timing of their requests."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.errors import Conflict, NodeError, NotFound, ValidationFailed
 from node.money import format_decimal
-from node.payments.models import PaymentLink
+from node.payments.models import Payment, PaymentLink
 from node.payments.schemas import CURRENCIES, PaymentRequest, parse_amount, parse_time, rfc3339
 
 SLUG = re.compile(r"^[a-z0-9-]{2,100}$")
@@ -24,6 +28,15 @@ SLUG = re.compile(r"^[a-z0-9-]{2,100}$")
 
 class LinkGone(NodeError):
     status = 410
+
+
+class LinkInUse(Conflict):
+    code = "LINK_IN_USE"
+
+
+# the states in which a payment can still become paid; the same set as the payments' partial index
+# ix_payments_open_expiry, so finding a link's open payment reads only open payments
+OPEN_STATES = ("initiated", "pending", "underpaid")
 
 
 def _dec(body: dict[str, Any], key: str) -> Decimal | None:
@@ -154,19 +167,53 @@ async def slug_available(session: AsyncSession, slug: str) -> bool:
     return (await session.execute(select(PaymentLink.id).where(PaymentLink.slug == slug))).first() is None
 
 
-async def public(session: AsyncSession, slug: str) -> PaymentLink:
-    """The link behind ``/pay/{slug}``: 404 unknown or inactive, 410 EXPIRED or CONSUMED."""
+async def public(session: AsyncSession, slug: str, *, check_open: bool = True) -> PaymentLink:
+    """The link behind ``/pay/{slug}``: 404 unknown or inactive, 410 EXPIRED or CONSUMED, 409
+    LINK_IN_USE while a single-use link has an open payment (unless ``check_open`` is off)."""
     link = (await session.execute(select(PaymentLink).where(PaymentLink.slug == slug))).scalar_one_or_none()
     if link is None:
         raise NotFound("payment link not found")
+    await _check_usable(session, link, check_open=check_open)
+    return link
+
+
+async def claim(session: AsyncSession, slug: str) -> PaymentLink:
+    """The link, locked to the end of the caller's transaction, for creating a payment from it.
+
+    Concurrent claims of one link queue on the row lock; each sees what the ones before it
+    committed, so a single-use link never gets a second payment while one is open."""
+    link = (await session.execute(select(PaymentLink).where(PaymentLink.slug == slug)
+                                  .with_for_update())).scalar_one_or_none()
+    if link is None:
+        raise NotFound("payment link not found")
+    await _check_usable(session, link, check_open=True)
+    return link
+
+
+async def _check_usable(session: AsyncSession, link: PaymentLink, *, check_open: bool) -> None:
     # expiry first: the scheduler deactivates expired links, and they still answer 410 EXPIRED
     if link.expire_at is not None and link.expire_at <= datetime.now(UTC):
         raise LinkGone("payment link has expired", code="EXPIRED")
     if link.status != "ACTIVE":
         raise NotFound("payment link not found")
-    if not link.reusable and link.usage_count > 0:
+    if link.reusable:
+        return
+    if link.usage_count > 0:
         raise LinkGone("payment link has already been used", code="CONSUMED")
-    return link
+    if check_open:
+        expire_at = await open_payment_expiry(session, link)
+        if expire_at is not None:
+            raise LinkInUse("this single-use payment link has a payment in progress; if it is not paid, the "
+                            f"link is free again after {rfc3339(expire_at)}")
+
+
+async def open_payment_expiry(session: AsyncSession, link: PaymentLink) -> datetime | None:
+    """When the link's open payment expires (None: no open payment). A payment past its expiry
+    still counts until the expiry job closes it: money could still make it paid until then."""
+    return (await session.execute(
+        select(Payment.expire_at).where(Payment.status.in_(OPEN_STATES), Payment.link_id == link.id,
+                                        Payment.merchant_id == link.merchant_id)
+        .order_by(Payment.expire_at.desc()).limit(1))).scalar_one_or_none()
 
 
 def payment_request(link: PaymentLink, amount_raw: Any, quantity_raw: Any, email: str | None) -> PaymentRequest:
