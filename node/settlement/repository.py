@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import cast
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from node.db.base import TokenAmount
 from node.db.bulk import copy_insert_ignoring_duplicates
 from node.indexing.models import ChainLog
+from node.payments.models import Payment, Receipt
 from node.settlement.models import (
     ChainSend,
     LedgerEntry,
@@ -118,7 +120,83 @@ IN_FLIGHT_BATCHES = ("REQUESTED", "SUBMITTED")
 
 
 async def insert_ledger(session: AsyncSession, rows: list[dict[str, object]]) -> None:
+    await price_outflows(session, rows)
     await copy_insert_ignoring_duplicates(session, cast(Table, LedgerEntry.__table__), rows)
+
+
+PRICED_HERE = ("REFUND", "WITHDRAWAL")
+RATE_TO_CENTS = 10**24  # token base units (1e18) x rate fixed point (1e8) / 100 cents
+MAX_BIGINT = 2**63 - 1
+
+
+async def price_outflows(session: AsyncSession, rows: list[dict[str, object]]) -> None:
+    """Gives refund and withdrawal rows (their events carry no rate) a rate and an LKR amount, in
+    place, before they are stored: every writer of the ledger prices them the same way.
+
+    A refund is valued at the rate locked on the payment it refunds: it hands back part of that
+    payment, so lifetime paid minus refunded in LKR is what the merchant kept at the rates it was
+    paid at (a full refund cancels the payment's LKR exactly). A withdrawal, and a refund of a
+    payment the node does not know, at the oracle answer in effect at the event: the latest
+    ``AnswerUpdated`` at or before it, the rate ``settle`` uses, on chain and indexed, so the figure
+    is recomputable from indexed events. Before any oracle answer there is no rate (None)."""
+    todo = [r for r in rows if r["kind"] in PRICED_HERE and r["rate"] is None]
+    if not todo:
+        return
+    refunded = {bytes.fromhex(str(r["reference"])[2:]) for r in todo if r["kind"] == "REFUND" and r["reference"]}
+    locked: dict[bytes, int] = {}
+    if refunded:
+        found = await session.execute(select(Payment.onchain_id, Payment.rate_fixed).where(
+            Payment.onchain_id.in_(sorted(refunded))))
+        locked = {bytes(pid): int(rate) for pid, rate in found}
+    for r in todo:
+        if r["kind"] == "REFUND" and r["reference"]:
+            r["rate"] = locked.get(bytes.fromhex(str(r["reference"])[2:]))
+    unpriced = [r for r in todo if r["rate"] is None]
+    if unpriced:
+        answers = await oracle_answers_at(session, int(cast(int, unpriced[0]["chain_id"])),
+                                          [(cast(int, r["block_number"]), cast(int, r["log_index"])) for r in unpriced])
+        for r in unpriced:
+            r["rate"] = answers.get((cast(int, r["block_number"]), cast(int, r["log_index"])))
+    for r in todo:
+        rate = r["rate"]
+        if not isinstance(rate, int) or not 0 < rate <= MAX_BIGINT:
+            r["rate"] = None
+            continue
+        # signed like the amount (outflows are negative), rounded toward zero like the credits
+        r["fiat_cents"] = -(-cast(int, r["amount"]) * rate // RATE_TO_CENTS)
+
+
+async def oracle_answers_at(session: AsyncSession, chain_id: int, positions: list[tuple[int, int]]
+                            ) -> dict[tuple[int, int], int]:
+    """(block, log index) -> the oracle's answer in effect there: the latest indexed ``AnswerUpdated``
+    at or before it (only the node's oracle emits it among the logs the indexer stores)."""
+    if not positions:
+        return {}
+    low, high = min(positions), max(positions)
+    answer = ChainLog.topics[2]  # `current`, the answer (int256, indexed), LKR per USDT x 1e8
+    where = (ChainLog.chain_id == chain_id, ChainLog.event == "AnswerUpdated")
+    # the answers inside the batch's span, and the one in effect at its start
+    inside = (await session.execute(
+        select(ChainLog.block_number, ChainLog.log_index, answer).where(
+            *where, ChainLog.block_number >= low[0], ChainLog.block_number <= high[0])
+    )).all()
+    before = (await session.execute(
+        select(ChainLog.block_number, ChainLog.log_index, answer).where(*where, ChainLog.block_number < low[0])
+        .order_by(ChainLog.block_number.desc(), ChainLog.log_index.desc()).limit(1)
+    )).all()
+    history = sorted(((int(b), int(i)), _int256(str(topic))) for b, i, topic in [*before, *inside])
+    keys = [key for key, _ in history]
+    found: dict[tuple[int, int], int] = {}
+    for position in positions:
+        at = bisect_right(keys, position)
+        if at:
+            found[position] = history[at - 1][1]
+    return found
+
+
+def _int256(topic: str) -> int:
+    value = int(topic, 16)
+    return value - 2**256 if value >= 2**255 else value
 
 
 async def lock_merchant(session: AsyncSession, merchant_id: uuid.UUID) -> None:
@@ -177,6 +255,35 @@ async def ledger_page(session: AsyncSession, chain_id: int, merchant_key: bytes,
         .order_by(LedgerEntry.block_number.desc(), LedgerEntry.log_index.desc()).offset(offset).limit(limit)
     )).scalars()
     return list(rows), int(total)
+
+
+@dataclass(frozen=True)
+class UnsweptDeposit:
+    """Money at a payment's deposit address that no final ``DepositSwept`` has moved yet."""
+
+    onchain_id: bytes
+    amount: int  # the intent's amount and fee: the sweep charges received * fee // amount
+    fee: int
+    rate_fixed: int
+    transferred: int  # token transfers to the deposit address, final or not
+    swept: int  # received by final sweeps
+
+
+async def unswept_deposits(session: AsyncSession, chain_id: int, merchant_id: uuid.UUID, token: str
+                           ) -> list[UnsweptDeposit]:
+    """The merchant's payments whose deposit address received more than final sweeps took, from
+    the payments' indexed receipts (reorged transfers are deleted there, so they drop out)."""
+    transferred = func.sum(Receipt.amount)
+    rows = await session.execute(
+        select(Payment.onchain_id, Payment.amount_units, Payment.exchange_fee_units + Payment.platform_fee_units,
+               Payment.rate_fixed, transferred, Payment.swept)
+        .join(Receipt, Receipt.payment_id == Payment.id)
+        .where(Payment.merchant_id == merchant_id, Payment.chain_id == chain_id, Payment.token == token,
+               Receipt.kind == "TRANSFER")
+        .group_by(Payment.id).having(transferred > Payment.swept)
+    )
+    return [UnsweptDeposit(bytes(pid), int(amount), int(fee), int(rate), int(sent), int(swept))
+            for pid, amount, fee, rate, sent, swept in rows]
 
 
 async def pending_credit_logs(session: AsyncSession, chain_id: int) -> list[ChainLog]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -99,21 +100,65 @@ async def spendable(session: AsyncSession, ctx: GatewayContext, merchant_id: uui
         session, ctx.chain_id, merchant_id, ctx.token)
 
 
-async def incoming(session: AsyncSession, ctx: GatewayContext, merchant_id: uuid.UUID) -> int:
-    """Credits seen on chain but not final yet (they become available when final)."""
+@dataclass(frozen=True)
+class Incoming:
+    """Money on its way to the merchant's available balance, net of the fee it will pay, in token
+    base units and LKR cents (at each payment's locked rate). ``unswept``: at deposit addresses,
+    not yet moved into the gateway by a final sweep; ``unconfirmed``: credited by gateway events
+    (pay, sweep, subscription charge) that are not final yet. Disjoint: a sweep seen but not final
+    moves money from the first to the second, and a final one out of both into available."""
+
+    unswept: int = 0
+    unswept_cents: int = 0
+    unconfirmed: int = 0
+    unconfirmed_cents: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.unswept + self.unconfirmed
+
+    @property
+    def total_cents(self) -> int:
+        return self.unswept_cents + self.unconfirmed_cents
+
+
+async def incoming(session: AsyncSession, ctx: GatewayContext, merchant_id: uuid.UUID) -> Incoming:
+    """Seen on chain, not yet available: all from indexed rows (receipts, payments, unfinal logs)."""
     key = ctx.merchant_key(merchant_id)
-    total = 0
+    unconfirmed = unconfirmed_cents = 0
+    sweeping: dict[bytes, int] = {}  # payment id -> received by sweeps seen but not final
     for row in await repo.pending_credit_logs(session, ctx.chain_id):
         event = decode_log({"address": row.address, "topics": row.topics, "data": row.data,
                             "blockNumber": hex(row.block_number), "blockHash": row.block_hash,
                             "transactionHash": row.transaction_hash, "logIndex": hex(row.log_index)})
         if event is None or event.address != ctx.gateway:
             continue
-        if isinstance(event, PaymentReceived | Collected) and event.merchant_id == key and event.token == ctx.token:
-            total += event.amount - event.fee
-        elif isinstance(event, DepositSwept) and event.merchant_id == key and event.token == ctx.token:
-            total += event.received - event.fee_charged
-    return total
+        if isinstance(event, DepositSwept):
+            sweeping[event.payment_id] = sweeping.get(event.payment_id, 0) + event.received
+        if getattr(event, "merchant_id", None) != key or getattr(event, "token", None) != ctx.token:
+            continue
+        if isinstance(event, PaymentReceived):
+            unconfirmed += event.amount - event.fee
+            unconfirmed_cents += fiat_cents(event.amount - event.fee, event.rate)
+        elif isinstance(event, DepositSwept):
+            unconfirmed += event.received - event.fee_charged
+            unconfirmed_cents += fiat_cents(event.received - event.fee_charged, event.rate)
+        elif isinstance(event, Collected):
+            unconfirmed += event.amount - event.fee  # a subscription charge carries no rate: no LKR
+    unswept = unswept_cents = 0
+    for deposit in await repo.unswept_deposits(session, ctx.chain_id, merchant_id, ctx.token):
+        waiting = deposit.transferred - deposit.swept - sweeping.get(deposit.onchain_id, 0)
+        if waiting <= 0:
+            continue
+        # what the sweep will credit: the contract charges received * fee // amount
+        net = waiting - waiting * deposit.fee // deposit.amount
+        unswept += net
+        unswept_cents += fiat_cents(net, deposit.rate_fixed)
+    return Incoming(unswept, unswept_cents, unconfirmed, unconfirmed_cents)
+
+
+def _lkr(cents: int) -> str:
+    return str(Decimal(cents).scaleb(-2))
 
 
 async def balance(session: AsyncSession, ctx: GatewayContext, merchant_id: uuid.UUID) -> dict[str, Any]:
@@ -121,6 +166,7 @@ async def balance(session: AsyncSession, ctx: GatewayContext, merchant_id: uuid.
     available = await repo.available(session, ctx.chain_id, key, ctx.token)
     reserved = await repo.reserved(session, ctx.chain_id, merchant_id, ctx.token)
     kinds = await repo.lifetime_by_kind(session, ctx.chain_id, key, ctx.token)
+    coming = await incoming(session, ctx, merchant_id)
 
     def total(*names: str, index: int = 0, sign: int = 1) -> int:
         return sum(sign * kinds.get(n, (0, 0, 0, 0))[index] for n in names)
@@ -130,7 +176,11 @@ async def balance(session: AsyncSession, ctx: GatewayContext, merchant_id: uuid.
         "currency": "USDT", "token": ctx.token, "chainId": ctx.chain_id,
         "available": format_units(available), "reserved": format_units(reserved),
         "withdrawable": format_units(max(available - reserved, 0)),
-        "incoming": format_units(await incoming(session, ctx, merchant_id)),
+        "incoming": format_units(coming.total), "incomingLkr": _lkr(coming.total_cents),
+        "incomingDetail": {
+            "unswept": {"amount": format_units(coming.unswept), "lkr": _lkr(coming.unswept_cents)},
+            "unconfirmed": {"amount": format_units(coming.unconfirmed), "lkr": _lkr(coming.unconfirmed_cents)},
+        },
         "lifetime": {
             "paid": format_units(total(*credits)), "fees": format_units(total(*credits, index=1)),
             "refunded": format_units(total("REFUND", sign=-1)), "withdrawn": format_units(total("WITHDRAWAL", sign=-1)),
@@ -141,6 +191,10 @@ async def balance(session: AsyncSession, ctx: GatewayContext, merchant_id: uuid.
             "paid": str(Decimal(total(*credits, index=2)).scaleb(-2)),
             "fees": str(Decimal(total(*credits, index=3)).scaleb(-2)),
             "settled": str(Decimal(total("SETTLEMENT", index=2, sign=-1)).scaleb(-2)),
+            # priced when indexed (repository.price_outflows): refunds at the refunded payment's
+            # locked rate, withdrawals at the oracle answer in effect at their block
+            "refunded": _lkr(total("REFUND", index=2, sign=-1)),
+            "withdrawn": _lkr(total("WITHDRAWAL", index=2, sign=-1)),
         },
     }
 
