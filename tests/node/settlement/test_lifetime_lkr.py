@@ -6,11 +6,13 @@ Anvil + PostgreSQL, the indexer in-process."""
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import uuid
 from decimal import Decimal
 
 import httpx
+from sqlalchemy import text, update
 
 from api.app import create_app
 from chain.intents import uuid_to_bytes32
@@ -116,3 +118,37 @@ class TestOutflowsInLkr:
         rows = {r["kind"]: r for r in csv.DictReader(io.StringIO(text))}
         assert (rows["WITHDRAWAL"]["rate"], rows["WITHDRAWAL"]["amountLkr"]) == ("305.25000000", "-1221.00")
         assert (rows["REFUND"]["rate"], rows["REFUND"]["amountLkr"]) == ("301.37000000", f"-{refund_lkr}")
+
+
+class TestMigrationPricesOldRows:
+    async def test_rows_stored_before_pricing_get_the_same_prices(self, money: Money) -> None:
+        account = await money.merchant()
+        key, token, chain = uuid_to_bytes32(account.merchant_id), money.ctx.token, money.ic.chain
+        payment = await paid_payment(money, account, "30")
+        chain.transact(OPERATOR, "OpenPayGateway", "withdraw", key, token, usdt(1))  # before any answer
+        post_rate(money, RATE_1)
+        post_rate(money, RATE_2)
+        chain.transact(OPERATOR, "OpenPayGateway", "withdraw", key, token, usdt("2.5"))
+        chain.transact(OPERATOR, "OpenPayGateway", "refund", bytes(payment.onchain_id), key, token, PAYERS[2],
+                       usdt(6))
+        chain.transact(OPERATOR, "OpenPayGateway", "refund", uuid.uuid4().bytes.rjust(32, b"\0"), key, token,
+                       PAYERS[2], usdt(1))
+        await money.index()
+
+        async def prices() -> list[tuple[str, int | None, int | None]]:
+            rows = [*(await ledger(money, account, "WITHDRAWAL")), *(await ledger(money, account, "REFUND"))]
+            return [(r.kind, r.rate, r.fiat_cents) for r in rows]
+
+        indexed = await prices()
+        assert indexed[0] == ("WITHDRAWAL", None, None)  # no oracle answer yet: no LKR
+        assert [rate for _, rate, _ in indexed[1:]] == [RATE_2, int(payment.rate_fixed), RATE_2]
+        migration = importlib.import_module("node.migrations.versions.20261125_settlement_0003_price_outflows")
+        async with money.db.unit_of_work() as session:
+            await session.execute(update(LedgerEntry).where(
+                LedgerEntry.chain_id == money.ctx.chain_id, LedgerEntry.kind.in_(("REFUND", "WITHDRAWAL")))
+                .values(rate=None, fiat_cents=None))
+        assert {(rate, cents) for _, rate, cents in await prices()} == {(None, None)}
+        async with money.db.unit_of_work() as session:
+            for statement in migration.PRICE_OUTFLOWS:
+                await session.execute(text(statement), {"chain_id": money.ctx.chain_id})
+        assert await prices() == indexed
