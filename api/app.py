@@ -56,20 +56,20 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         max_age=86400,
     )
     app.add_middleware(RequestContext)
+    # routes are matched in order, one after another (~2 us each): the hot paths come first
+    for payments_router in (sdk_payments.router, payment_routes.router, sdk_checkout.router, link_routes.router,
+                            exchange_routes.router):
+        app.include_router(payments_router)
     app.include_router(health.router)
     for accounts_router in (auth.router, merchants.router, branches.router, api_keys.router, users.router,
                             admin.router, admin.legacy):
         app.include_router(accounts_router)
     for webhooks_router in (webhook_routes.router, sdk_webhooks.router, notification_routes.router):
         app.include_router(webhooks_router)
-    # payments, checkout, links, exchange rates (issue 7)
     from pathlib import Path
 
     from fastapi.staticfiles import StaticFiles
 
-    for payments_router in (payment_routes.router, link_routes.router, exchange_routes.router, sdk_payments.router,
-                            sdk_checkout.router):
-        app.include_router(payments_router)
     app.mount("/static", StaticFiles(directory=str(Path(__file__).resolve().parent / "static")), name="static")
     for money_router in (settlement_routes.router, settlement_routes.admin_router, treasury_routes.router):
         app.include_router(money_router)

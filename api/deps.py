@@ -1,4 +1,7 @@
-"""FastAPI dependencies as ``Annotated`` aliases."""
+"""FastAPI dependencies as ``Annotated`` aliases.
+
+Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread,
+a thread hop per dependency per request."""
 
 from __future__ import annotations
 
@@ -27,12 +30,12 @@ from node.ratelimit import RateLimiter
 from node.resources import Resources as NodeResources
 
 
-def _resources(request: Request) -> NodeResources:
+async def _resources(request: Request) -> NodeResources:
     resources: NodeResources = request.app.state.resources
     return resources
 
 
-def _settings(request: Request) -> NodeSettings:
+async def _settings(request: Request) -> NodeSettings:
     settings: NodeSettings = request.app.state.settings
     return settings
 
@@ -69,14 +72,14 @@ def client_ip(request: Request) -> str | None:
     return peer
 
 
-def _meta(request: Request) -> NodeRequestMeta:
+async def _meta(request: Request) -> NodeRequestMeta:
     return NodeRequestMeta(ip=client_ip(request), user_agent=request.headers.get("user-agent"))
 
 
 RequestMeta = Annotated[NodeRequestMeta, Depends(_meta)]
 
 
-def _limiter(request: Request) -> RateLimiter:
+async def _limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is None:
         resources: NodeResources = request.app.state.resources

@@ -33,22 +33,26 @@ log = structlog.get_logger(__name__)
 
 FAIL_CLOSED = frozenset({"login_ip", "login_account", "totp", "password_ip"})
 
-# KEYS[1] = bucket; ARGV = interval_ms, burst. Returns {allowed, remaining, retry_after_ms, reset_ms}.
-_GCRA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2]) * interval
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - burst
-if allow_at > now then
-  return {0, 0, allow_at - now, tat - now}
+# gcra(bucket, interval_ms, burst) -> {allowed, remaining, retry_after_ms, reset_ms}; a Lua function so
+# other scripts (HMAC authentication) can apply a limit in the same call
+GCRA_FUNCTION = """
+local function gcra(bucket, interval_ms, burst_count)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local interval = tonumber(interval_ms)
+  local burst = tonumber(burst_count) * interval
+  local tat = tonumber(redis.call('GET', bucket) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local allow_at = new_tat - burst
+  if allow_at > now then
+    return {0, 0, allow_at - now, tat - now}
+  end
+  redis.call('SET', bucket, new_tat, 'PX', new_tat - now + 1)
+  return {1, math.floor((now + burst - new_tat) / interval), 0, new_tat - now}
 end
-redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now + 1)
-return {1, math.floor((now + burst - new_tat) / interval), 0, new_tat - now}
 """
+_GCRA = GCRA_FUNCTION + "return gcra(KEYS[1], ARGV[1], ARGV[2])\n"
 
 
 class RateLimited(NodeError):
@@ -97,20 +101,11 @@ class RateLimiter:
         self.limits = {group: Limit.parse(text) for group, text in settings.rate_limits.items()}
         self._script = redis.register_script(_GCRA)
 
-    def _bucket(self, group: str, subject: str) -> str:
+    def bucket(self, group: str, subject: str) -> str:
         return f"rl:{group}:{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
 
-    async def queue(self, pipe: Any, group: str, subject: str) -> Limit | None:
-        """Adds this check to a Redis pipeline, so it shares a round trip with other commands;
-        pass the pipeline's result for it to ``decide``."""
-        limit = self.limits.get(group)
-        if limit is not None:
-            await self._script(keys=[self._bucket(group, subject)], args=[limit.interval_ms, limit.requests],
-                               client=pipe)
-        return limit
-
     def decide(self, limit: Limit, result: Any) -> Decision:
-        """The decision from a queued check's result; raises ``RateLimited`` (429)."""
+        """The decision from a ``gcra`` result (this class's or another script's); raises ``RateLimited`` (429)."""
         allowed, remaining, retry_ms, reset_ms = result
         decision = Decision(bool(allowed), limit.requests, int(remaining), max(1, math.ceil(int(retry_ms) / 1000)),
                             max(0, math.ceil(int(reset_ms) / 1000)))
@@ -125,7 +120,7 @@ class RateLimiter:
         if limit is None:
             return None
         try:
-            result = await self._script(keys=[self._bucket(group, subject)], args=[limit.interval_ms, limit.requests])
+            result = await self._script(keys=[self.bucket(group, subject)], args=[limit.interval_ms, limit.requests])
         except RedisError as exc:
             if group in FAIL_CLOSED:
                 log.warning("rate limiter unavailable; failing closed", group=group, error=repr(exc))

@@ -28,8 +28,11 @@ class Resources:
     async def open(cls, settings: Settings, *, name: str) -> Resources:
         if not settings.redis_url:
             raise RuntimeError("REDIS_URL is not set; run `openpay dev` or configure it")
+        from node.merchants.auth_cache import publish_changes
+
         db = Database.from_settings(settings)
         redis = aioredis.from_url(settings.redis_url, decode_responses=False)
+        db.add_commit_hook(publish_changes(redis))
         nc = await connect_nats(settings, name)
         js = nc.jetstream()
         await ensure_streams(js, settings)

@@ -6,21 +6,41 @@ session and commits once; services take the session and never commit.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
-from sqlalchemy import text
+import orjson
+from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from node.config import Settings
+
+CommitHook = Callable[[AsyncSession], Awaitable[None]]
+
+# a pooled connection idle longer than this is pinged before use; a busy one is not (a ping on
+# every checkout is a round trip per request, which the API's hot path cannot afford)
+PING_AFTER_IDLE_S = 5.0
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 class Database:
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
         self.engine: AsyncEngine = create_async_engine(
-            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, echo=echo,
+            url, pool_size=pool_size, max_overflow=pool_size, echo=echo, json_serializer=_json_dumps,
         )
+        _ping_idle_connections(self.engine)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self._commit_hooks: list[CommitHook] = []
+
+    def add_commit_hook(self, hook: CommitHook) -> None:
+        """``hook(session)`` runs after each unit of work commits (never after a rollback): for
+        effects outside the database that must follow the commit, such as cache invalidation."""
+        self._commit_hooks.append(hook)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Database:
@@ -36,8 +56,11 @@ class Database:
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
         """A session whose work commits once at the end, or rolls back on error."""
-        async with self.sessions() as session, session.begin():
-            yield session
+        async with self.sessions() as session:
+            async with session.begin():
+                yield session
+            for hook in self._commit_hooks:
+                await hook(session)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
@@ -45,3 +68,26 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """``pool_pre_ping`` for connections that sat idle: one that died while idle (database
+    restarted, idle timeout) is replaced before a request can fail on it."""
+    pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(pool, "checkin")
+    def _checked_in(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(pool, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception as error:  # any failure means the connection is unusable
+            raise exc.DisconnectionError(str(error)) from error
+        if not alive:
+            raise exc.DisconnectionError("connection failed its ping")

@@ -25,6 +25,7 @@ from node.auth.principal import MerchantPrincipal
 from node.auth.secrets import SecretBox
 from node.config import Settings
 from node.errors import NotFound, ValidationFailed
+from node.merchants import auth_cache
 from node.merchants import repository as repo
 from node.merchants.models import ApiKey
 
@@ -83,6 +84,7 @@ async def revoke_key(
         key.revoked_at = datetime.now(UTC)
         key.revoked_reason = (reason or "").strip()[:500] or None
         await session.flush()
+        auth_cache.changed(session, merchant_id)
         await audit.record(session, action="api_key.revoked", actor_type=actor_type, actor_id=actor_id,
                            merchant_id=merchant_id, resource_type="api_key", resource_id=key.id,
                            details={"keyId": key.key_id, "reason": key.revoked_reason}, meta=meta)

@@ -34,12 +34,25 @@ def _run(work: Callable[[AsyncSession, Settings], Awaitable[T]]) -> T:
         raise typer.Exit(1)
 
     async def main() -> T:
+        import redis.asyncio as aioredis
+
+        from node.merchants.auth_cache import TTL_S, publish_changes
+
         db = Database.from_settings(settings)
+        # API processes cache keys; a change made here must reach them (revoke, freeze, KYC)
+        redis = aioredis.from_url(settings.redis_url) if settings.redis_url else None
+        if redis is not None:
+            db.add_commit_hook(publish_changes(redis))
+        else:
+            err.print("[yellow]warning:[/yellow] REDIS_URL is not set: running API processes notice a revoked "
+                      f"key or a suspended merchant only within {TTL_S:g} s")
         try:
             async with db.unit_of_work() as session:
                 return await work(session, settings)
         finally:
             await db.dispose()
+            if redis is not None:
+                await redis.aclose()
 
     try:
         return asyncio.run(main())

@@ -2,14 +2,15 @@
 
 Checks, in the spec's order, each failing with 401 and the spec's message:
 headers present -> timestamp within the window -> key known, unrevoked, merchant
-ACTIVE (one SQL query; a suspended merchant's keys fail at the next request) ->
-signature (constant-time). Then the signature is claimed in Redis with
+ACTIVE -> signature (constant-time). Then the signature is claimed in Redis with
 ``SET NX`` for the rest of its window, so the same signed request is accepted
 once; a replay gets 401 ``invalid signature`` (it is no longer a valid signature).
-The same Redis round trip throttles the ``last_used_at`` update to once a minute
-per key and applies the key's rate limit (``api`` group): one SQL query and one Redis
-round trip per request. Without Redis the replay check cannot be made: requests fail closed with
-503 rather than be accepted unprotected.
+
+One Lua call makes the claim, throttles the ``last_used_at`` update to once a minute per key,
+applies the key's rate limit (``api`` group) and reads the merchant's auth generation, which
+tells whether the process's cached copy of the key (``auth_cache``) is still current: a request
+with a known key costs one Redis round trip and no SQL. Without Redis the replay check cannot be
+made: requests fail closed with 503 rather than be accepted unprotected.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import time
 
 import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,7 +36,35 @@ from node.config import Settings
 from node.errors import Forbidden, ServiceUnavailable, Unauthorized
 from node.merchants import repository as repo
 from node.merchants.api_keys import ip_allowed, open_hmac_key, principal_for_key
-from node.ratelimit import Decision, RateLimiter
+from node.merchants.auth_cache import CachedKey, KeyCache, generation_key
+from node.ratelimit import GCRA_FUNCTION, Decision, RateLimiter
+
+# KEYS: replay claim, last-used throttle, rate-limit bucket, auth generation.
+# ARGV: claim ttl ms, throttle ttl s, limit interval ms, limit burst (0: no limit).
+# Returns {fresh, touch, generation, allowed, remaining, retry_after_ms, reset_ms}.
+_AUTH_SCRIPT = GCRA_FUNCTION + """
+local generation = redis.call('GET', KEYS[4]) or ''
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
+  return {0, 0, generation}
+end
+local touch = redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) and 1 or 0
+if tonumber(ARGV[4]) == 0 then
+  return {1, touch, generation}
+end
+local limit = gcra(KEYS[3], ARGV[3], ARGV[4])
+return {1, touch, generation, limit[1], limit[2], limit[3], limit[4]}
+"""
+
+_keys = KeyCache()
+_script: AsyncScript | None = None
+
+
+def _auth_script(redis: aioredis.Redis) -> AsyncScript:
+    # EVALSHA: the script's text travels again only if Redis lost it
+    global _script
+    if _script is None:
+        _script = redis.register_script(_AUTH_SCRIPT)
+    return _script
 
 
 class IpNotAllowed(Forbidden):
@@ -54,28 +84,51 @@ async def authenticate(
         raise Unauthorized(BAD_TIMESTAMP)
     if len(key_id) > 64:
         raise Unauthorized(INVALID_KEY)
-    key = await repo.usable_key(session, key_id)
-    if key is None:
-        raise Unauthorized(INVALID_KEY)
-    expected = signature(open_hmac_key(settings, key.hmac_key_sealed), timestamp, method, path, body)
+    cached = _keys.get(key_id) or await _load(session, redis, settings, key_id)
+    expected = signature(cached.secret, timestamp, method, path, body)
     if not signatures_match(expected, given_signature):
         raise Unauthorized(INVALID_SIGNATURE)
-    if not ip_allowed(key.allowed_ips, client_ip):
+    if not ip_allowed(cached.key.allowed_ips, client_ip):
         raise IpNotAllowed("IP address not allowed for this API key")
+    key = cached.key
+    limit = limiter.limits.get("api") if limiter else None
     # the claim lives until the signature could no longer pass the window check
     ttl_ms = max(1, ts + settings.hmac_window_ms - now_ms + 1000)
     try:
-        async with redis.pipeline(transaction=False) as pipe:
-            pipe.set(f"hmac:seen:{key_id}:{expected}", b"1", nx=True, px=ttl_ms)
-            pipe.set(f"apikey:touched:{key.id}", b"1", nx=True, ex=settings.api_key_last_used_every_s)
-            limit = await limiter.queue(pipe, "api", f"key:{key.id}") if limiter else None
-            results = await pipe.execute()
+        result = await _auth_script(redis)(
+            keys=[f"hmac:seen:{key_id}:{expected}", f"apikey:touched:{key.id}",
+                  limiter.bucket("api", f"key:{key.id}") if limiter else "-", generation_key(key.merchant_id)],
+            args=[ttl_ms, settings.api_key_last_used_every_s, limit.interval_ms if limit else 0,
+                  limit.requests if limit else 0], client=redis)
     except RedisError:
         raise ServiceUnavailable("authentication temporarily unavailable") from None
-    fresh, touch = results[0], results[1]
-    if not fresh:
+    if result[2] != (cached.generation or b""):
+        # the key or its merchant changed since it was cached: decide on the database's copy
+        _keys.drop(key_id)
+        cached = await _load(session, redis, settings, key_id)
+        key = cached.key
+        if not ip_allowed(key.allowed_ips, client_ip):
+            raise IpNotAllowed("IP address not allowed for this API key")
+    if not result[0]:
         raise Unauthorized(INVALID_SIGNATURE)
-    decision = limiter.decide(limit, results[2]) if limiter and limit else None
-    if touch:
+    decision = limiter.decide(limit, result[3:7]) if limiter and limit else None
+    if result[1]:
         await repo.touch_key(session, key.id)
     return principal_for_key(key), decision
+
+
+async def _load(session: AsyncSession, redis: aioredis.Redis, settings: Settings, key_id: str) -> CachedKey:
+    """The key from the database, cached under a generation read *before* the row it caches: a
+    change committed after that read bumps the generation past it, so a stale row never passes
+    for current. (The first query only finds the merchant whose generation to read.)"""
+    key = await repo.usable_key(session, key_id)
+    if key is None:
+        raise Unauthorized(INVALID_KEY)
+    try:
+        generation = await redis.get(generation_key(key.merchant_id))
+    except RedisError:
+        raise ServiceUnavailable("authentication temporarily unavailable") from None
+    key = await repo.usable_key(session, key_id)
+    if key is None:
+        raise Unauthorized(INVALID_KEY)
+    return _keys.put(key_id, key, open_hmac_key(settings, key.hmac_key_sealed), generation)

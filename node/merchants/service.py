@@ -19,6 +19,7 @@ from node.auth.tokens import new_opaque_token, token_hash
 from node.config import Settings
 from node.db.base import TokenAmount
 from node.errors import ValidationFailed
+from node.merchants import auth_cache
 from node.merchants import repository as repo
 from node.merchants.emails import request_email
 from node.merchants.errors import (
@@ -164,6 +165,7 @@ async def change_status(
     merchant.status = target
     merchant.status_reason = (reason or "").strip()[:1000] or None
     await session.flush()
+    auth_cache.changed(session, merchant_id)
     if target != "ACTIVE":
         for user in await repo.list_users(session, merchant_id):
             await sessions.revoke_all(session, RefreshToken, user.id)
@@ -191,6 +193,7 @@ async def transition_kyc(
         merchant.kyc_reviewed_at = datetime.now(UTC)
         merchant.kyc_reviewed_by = actor_id if actor_type == "ADMIN" else None
     await session.flush()
+    auth_cache.changed(session, merchant.id)
     await audit.record(session, action=f"kyc.{target.lower()}", actor_type=actor_type, actor_id=actor_id,
                        merchant_id=merchant.id, resource_type="merchant", resource_id=merchant.id,
                        changes={"kycStatus": [old, target]}, details=details, meta=meta)

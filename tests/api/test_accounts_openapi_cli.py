@@ -32,7 +32,9 @@ def test_openapi_has_schemas_and_examples_for_the_accounts_routes() -> None:
 async def test_cli_merchants_keys_and_admins(resources: Resources, settings: Settings) -> None:
     from node.cli import app
 
-    env = {"DATABASE_URL": settings.database_url or "", "OPENPAY_ENVIRONMENT": "test",
+    # REDIS_URL: a suspension from the CLI must reach the API processes' key caches at once
+    env = {"DATABASE_URL": settings.database_url or "", "REDIS_URL": settings.redis_url or "",
+           "OPENPAY_ENVIRONMENT": "test",
            "OPENPAY_SECRETS_KEY": settings.secrets_key.get_secret_value(),
            "OPENPAY_JWT_SECRET": settings.jwt_secret.get_secret_value()}
     runner = CliRunner()
