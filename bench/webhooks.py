@@ -31,39 +31,81 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
+from chain.artifacts import load_artifacts
+from chain.deploy import Deployment
+from node.auth.principal import MerchantPrincipal
 from node.bus import announce
 from node.config import Environment, Settings
 from node.db import Database
 from node.db.migrate import upgrade
+from node.devnode import ensure_contracts
+from node.exchange import rates
+from node.infra.anvil import EmbeddedAnvil
 from node.infra.nats import EmbeddedNats
 from node.infra.postgres import EmbeddedPostgres
 from node.infra.process import free_port
 from node.infra.redis import EmbeddedRedis
+from node.payments import service as payments
+from node.payments.models import Payment
+from node.payments.schemas import PaymentRequest
+from node.payments.service import intent_of
 from node.webhooks import repository as repo
 from node.webhooks import service
 from node.webhooks.dispatcher import DeliveryDispatcher
 from node.webhooks.models import Delivery, DeliveryStatus, Endpoint
 from node.webhooks.schemas import EndpointIn
+from node.webhooks.signing import public_key_b64
+
+BENCH_CHAIN_ID = 31_999
+PAYER = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"  # anvil's 4th default account (unlocked)
 
 # --- the receiver process ---
 
 
 def serve_receiver(port: int) -> None:
+    """Answers 200 at once. Under ``/verify/`` it also checks both signatures (the original's over
+    ms timestamp + body, the Standard Webhooks one over id.timestamp.body) with the key POSTed to
+    ``/config``, and records when each ``payment.paid`` arrived (before checking, so the check's
+    cost is not counted)."""
+    import base64
+
     import uvicorn
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     count = 0
+    bad = 0
     latencies: list[float] = []
+    paid: dict[str, int] = {}
+    public: list[Ed25519PublicKey] = []
+
+    def verified(headers: dict[bytes, bytes], body: bytes) -> bool:
+        try:
+            key = public[0]
+            key.verify(base64.b64decode(headers[b"x-webhook-signature"]), headers[b"x-webhook-timestamp"] + body)
+            message = headers[b"webhook-id"] + b"." + headers[b"webhook-timestamp"] + b"." + body
+            for signature in headers[b"webhook-signature"].split():
+                try:
+                    key.verify(base64.b64decode(signature.removeprefix(b"v1a,")), message)
+                    return True
+                except InvalidSignature:
+                    continue
+            return False
+        except (InvalidSignature, KeyError, IndexError, ValueError):
+            return False
 
     async def app(scope: dict, receive: Callable, send: Callable) -> None:  # type: ignore[type-arg]
-        nonlocal count
+        nonlocal count, bad
         if scope["type"] != "http":
             return
         body = b""
@@ -72,12 +114,22 @@ def serve_receiver(port: int) -> None:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
+        arrived = time.time_ns()
         if scope["method"] == "GET":
-            payload = orjson.dumps({"count": count, "latencies": latencies})
+            payload = orjson.dumps({"count": count, "latencies": latencies, "paid": paid, "bad": bad})
+        elif scope["path"] == "/config":
+            public[:] = [Ed25519PublicKey.from_public_bytes(base64.b64decode(orjson.loads(body)["publicKey"]))]
+            payload = b"{}"
         else:
             count += 1
             if b'"benchSentNs"' in body:
-                latencies.append((time.time_ns() - orjson.loads(body)["benchSentNs"]) / 1e6)
+                latencies.append((arrived - orjson.loads(body)["benchSentNs"]) / 1e6)
+            if scope["path"].startswith("/verify/"):
+                if not verified(dict(scope["headers"]), body):
+                    bad += 1
+                event = orjson.loads(body)
+                if event.get("event") == "payment.paid":
+                    paid.setdefault(event["id"], arrived)
             payload = b"{}"
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": payload})
@@ -227,18 +279,206 @@ async def measure_latency(
         worker.wait(10)
 
 
+# --- 3. block -> signed webhook received ---
+
+
+async def _rpc(http: httpx.AsyncClient, url: str, method: str, params: list[object]) -> Any:
+    reply = orjson.loads((await http.post(url, content=orjson.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
+        headers={"content-type": "application/json"})).content)
+    if "error" in reply:
+        raise RuntimeError(f"{method}: {reply['error']}")
+    return reply["result"]
+
+
+async def _transact(http: httpx.AsyncClient, url: str, sender: str, to: str, data: bytes) -> str:
+    tx_hash: str = await _rpc(http, url, "eth_sendTransaction", [
+        {"from": sender, "to": to, "data": "0x" + data.hex(), "gas": hex(400_000)}])
+    return tx_hash
+
+
+def role_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """What `openpay run <role>` reads: the URLs, the chain, and quiet logs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENPAY_")}
+    env.update({
+        "DATABASE_URL": settings.database_url or "", "REDIS_URL": settings.redis_url or "",
+        "NATS_URL": settings.nats_url or "", "RPC_URL": settings.rpc_url or "",
+        "OPENPAY_CHAIN_ID": str(settings.chain_id), "OPENPAY_DEPLOYMENT_FILE": str(settings.deployment_file),
+        "OPENPAY_ENVIRONMENT": "test", "OPENPAY_LOG_LEVEL": "WARNING", "OPENPAY_LOG_JSON": "false",
+        "OPENPAY_INDEXER_CONFIRMATIONS": str(settings.indexer_confirmations), "OPENPAY_SMTP_PORT": "9", **extra,
+    })
+    return env
+
+
+async def create_payments(db: Database, settings: Settings, merchant: uuid.UUID, count: int) -> list[Payment]:
+    principal = MerchantPrincipal(merchant_id=merchant, user_id=None, role=None, branch_id=None, mode="test",
+                                  api_key_id=uuid.uuid4())
+    created = []
+    for start in range(0, count, 50):
+        async with db.unit_of_work() as session:
+            for n in range(start, min(count, start + 50)):
+                created.append(await payments.create(session, settings, principal, PaymentRequest(
+                    amount=Decimal("10.5"), currency="USDT", merchant_trade_no=f"bench-{n}")))
+    return created
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux), to divide by the work done."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def role_command(role: str, profile: Path | None) -> list[str]:
+    if profile is None:
+        return [sys.executable]
+    return [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(profile / f"{role}.txt")]
+
+
+async def measure_block_latency(
+    db: Database, settings: Settings, url: str, count: int, rate: float, profile: Path | None = None,
+) -> tuple[list[float], dict[str, list[float]], float, int, dict[str, float]]:
+    """``count`` payments created first, then paid one per block at ``rate``/s; latency = the moment
+    ``evm_mine`` returns (the block with the payment's ``pay`` exists; newHeads goes out) -> the
+    signed ``payment.paid`` webhook received. Returns latencies (ms), the stage breakdown, the mean
+    ``evm_mine`` round trip (ms) and the number of signatures that failed to verify."""
+    [endpoint] = await make_endpoints(db, settings, url + "/verify", merchants=1, per_merchant=1,
+                                      events=["payment.*"])
+    async with db.unit_of_work() as session:
+        [key] = await service.public_keys(session, endpoint.merchant_id)
+        await rates.record(session, "LKR", {"USDT": Decimal("300")}, "COINGECKO")
+    async with httpx.AsyncClient() as http:
+        await http.post(url + "/config", content=orjson.dumps({"publicKey": public_key_b64(key.public_key)}))
+    deployment = Deployment.load(settings.deployment_file)  # type: ignore[arg-type]
+    token = load_artifacts()["MockUSDT"]
+    gateway = load_artifacts()["OpenPayGateway"]
+    rpc_url = settings.rpc_url or ""
+    roles = {role: subprocess.Popen([*role_command(role, profile), "-m", "node.cli", "run", role],  # noqa: ASYNC220
+                                    env=role_env(settings)) for role in ("indexer", "worker")}
+    mined: dict[str, int] = {}
+    mine_ms: list[float] = []
+    try:
+        async with httpx.AsyncClient(timeout=30) as http:
+            for data in (token.encode_call("faucet", PAYER, 10**30),
+                         token.encode_call("approve", deployment.gateway, 10**30)):
+                await _transact(http, rpc_url, PAYER, deployment.token, data)
+            created = await create_payments(db, settings, endpoint.merchant_id, count + 20)
+            # warm-up: the first payments after a start wait for connections, keys, caches
+            warm, measured = created[:20], created[20:]
+            for payment in warm:
+                await _transact(http, rpc_url, PAYER, deployment.gateway, gateway.encode_call(
+                    "pay", intent_of(payment).as_tuple(), bytes(payment.signature)))
+            await _wait_paid(url, {str(p.id) for p in warm}, 60)
+            calls = [(str(p.id), gateway.encode_call("pay", intent_of(p).as_tuple(), bytes(p.signature)))
+                     for p in measured]
+            # each payment's block is mined on request, so the moment it exists is known: with
+            # automine anvil answers eth_sendTransaction before its block is mined
+            await _rpc(http, rpc_url, "evm_setAutomine", [False])
+            cpu = {role: cpu_seconds(process.pid) for role, process in roles.items()}
+            for pid, data in calls:
+                started = time.time_ns()
+                tx_hash = await _transact(http, rpc_url, PAYER, deployment.gateway, data)
+                before = time.time_ns()
+                await _rpc(http, rpc_url, "evm_mine", [])
+                mined[pid] = time.time_ns()
+                mine_ms.append((mined[pid] - before) / 1e6)
+                if len(mined) <= 3:
+                    assert await _rpc(http, rpc_url, "eth_getTransactionReceipt", [tx_hash]) is not None
+                await asyncio.sleep(max(0.0, 1 / rate - (time.time_ns() - started) / 1e9))
+            await _rpc(http, rpc_url, "evm_setAutomine", [True])
+        stats = await _wait_paid(url, set(mined), 60)
+        cpu = {role: (cpu_seconds(process.pid) - cpu[role]) * 1000 / len(mined) for role, process in roles.items()}
+    finally:
+        for process in roles.values():
+            process.terminate()
+        for process in roles.values():
+            process.wait(30)
+    received: dict[str, int] = stats["paid"]  # type: ignore[assignment]
+    latencies = [(received[pid] - at) / 1e6 for pid, at in mined.items() if pid in received]
+    stages = await _stages(db, mined, received)
+    missing = [pid for pid in mined if pid not in received]
+    if missing:
+        async with db.unit_of_work() as session:
+            rows = (await session.execute(text(
+                "SELECT p.status, o.type, o.published_at IS NOT NULL AS relayed, d.status AS delivery, count(*) "
+                "FROM payments.payments p LEFT JOIN bus.outbox o ON o.key = p.id::text AND o.type <> "
+                "'payment.initiated' LEFT JOIN webhooks.deliveries d ON d.event_id = o.message_id "
+                "WHERE p.id = ANY(CAST(:ids AS uuid[])) GROUP BY 1, 2, 3, 4"), {"ids": missing})).all()
+        print(f"not received: {len(missing)}: " + "; ".join(str(tuple(r)) for r in rows))
+    return latencies, stages, sum(mine_ms) / len(mine_ms), int(stats["bad"]), cpu  # type: ignore[call-overload]
+
+
+async def _wait_paid(url: str, ids: set[str], timeout: float) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = await receiver_stats(url)
+        if ids <= set(stats["paid"]) or time.monotonic() > deadline:  # type: ignore[call-overload]
+            return stats
+        await asyncio.sleep(0.2)
+
+
+_STAGES_SQL = text("""
+SELECT o.key AS payment_id, o.created_at AS indexer_start,
+       (SELECT max(pg_xact_commit_timestamp(r.xmin)) FROM payments.receipts r
+        WHERE r.payment_id = CAST(o.key AS uuid)) AS indexer_commit,
+       o.published_at AS relay_start, pg_xact_commit_timestamp(o.xmin) AS relay_commit,
+       d.created_at AS consumer_start, pg_xact_commit_timestamp(m.xmin) AS consumer_commit,
+       a.started_at AS attempt_start
+FROM bus.outbox o
+JOIN webhooks.deliveries d ON d.event_id = o.message_id
+JOIN bus.processed_messages m ON m.consumer = 'webhooks' AND m.message_id = o.message_id
+JOIN webhooks.attempts a ON a.delivery_id = d.id AND a.attempt = 1
+WHERE o.type = 'payment.paid' AND o.key = ANY(:ids)
+""")
+
+STAGES = [
+    ("mined", "indexer_start", "indexer: head noticed, logs fetched"),
+    ("indexer_start", "indexer_commit", "indexer: handlers, commit"),
+    ("indexer_commit", "relay_start", "relay: NOTIFY -> claim"),
+    ("relay_start", "relay_commit", "relay: publish, commit"),
+    ("relay_commit", "consumer_start", "consumer: JetStream fetch"),
+    ("consumer_start", "consumer_commit", "consumer: deliveries, commit"),
+    ("consumer_commit", "attempt_start", "sender: NOTIFY -> claim, keys"),
+    ("attempt_start", "received", "sender: sign, POST, receive"),
+]
+
+
+async def _stages(db: Database, mined: dict[str, int], received: dict[str, int]) -> dict[str, list[float]]:
+    """Where the time goes, from the rows' timestamps: PostgreSQL's now() (a transaction's start)
+    and, when ``track_commit_timestamp`` is on (the bench's own PostgreSQL), commit times of the
+    rows each step inserted. Relay and consumer overlap a little: the relay publishes before it
+    commits."""
+    async with db.unit_of_work() as session:
+        rows = (await session.execute(_STAGES_SQL, {"ids": list(mined)})).mappings().all()
+    stages: dict[str, list[float]] = {name: [] for _, _, name in STAGES}
+    for row in rows:
+        pid = row["payment_id"]
+        if pid not in received:
+            continue
+        points = {k: v.timestamp() for k, v in row.items() if k != "payment_id" and v is not None}
+        points.update(mined=mined[pid] / 1e9, received=received[pid] / 1e9)
+        for start, end, name in STAGES:
+            if start in points and end in points:
+                stages[name].append((points[end] - points[start]) * 1000)
+    return stages
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def run(args: argparse.Namespace) -> None:
+    phases = set(args.phases.split(","))
     servers: list[object] = []
-    base = Settings(_env_file=None, environment=Environment.test)  # type: ignore[call-arg]
+    base = Settings(_env_file=None, environment=Environment.test)
     urls = {"database_url": base.database_url, "redis_url": base.redis_url, "nats_url": base.nats_url}
     data = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
     if not urls["database_url"]:
         pg = EmbeddedPostgres(data / "pg", free_port(), durable=False)
+        pg.start()
+        # commit times of the rows each step writes: the stage breakdown of the block phase
+        pg.psql("ALTER SYSTEM SET track_commit_timestamp = on")
+        pg.stop()
         pg.start()
         servers.append(pg)
         urls["database_url"] = pg.url
@@ -252,19 +492,37 @@ async def run(args: argparse.Namespace) -> None:
         nt.start()
         servers.append(nt)
         urls["nats_url"] = nt.url
-    settings = base.with_urls(**urls)
+    settings = base.with_urls(**urls).model_copy(update={"data_dir": data})
     receiver, url = start_receiver()
     try:
         upgrade(settings)
         db = Database.from_settings(settings)
         try:
-            rate = await measure_throughput(db, settings, url, args.deliveries, args.dispatchers)
-            print(f"throughput: {rate:,.0f} deliveries/s ({args.deliveries:,} signed deliveries, 8 endpoints, "
-                  f"{args.dispatchers} dispatcher process(es), receiver in another process)")
-            latencies = await measure_latency(db, settings, url, args.events, args.rate)
-            print(f"announce -> signed webhook received: p50 {percentile(latencies, 50):.1f} ms, "
-                  f"p99 {percentile(latencies, 99):.1f} ms, max {max(latencies):.1f} ms "
-                  f"({len(latencies)} of {args.events} payment.paid at {args.rate:g}/s, worker role process)")
+            if "throughput" in phases:
+                rate = await measure_throughput(db, settings, url, args.deliveries, args.dispatchers)
+                print(f"throughput: {rate:,.0f} deliveries/s ({args.deliveries:,} signed deliveries, 8 endpoints, "
+                      f"{args.dispatchers} dispatcher process(es), receiver in another process)", flush=True)
+            if "announce" in phases:
+                latencies = await measure_latency(db, settings, url, args.events, args.rate)
+                print(f"announce -> signed webhook received: {_summary(latencies)} "
+                      f"({len(latencies)} of {args.events} payment.paid at {args.rate:g}/s, worker role process)",
+                      flush=True)
+            if "block" in phases:
+                anvil = EmbeddedAnvil(None, free_port(), chain_id=BENCH_CHAIN_ID)
+                anvil.start()
+                servers.append(anvil)
+                chain = settings.model_copy(update={"rpc_url": anvil.url, "chain_id": BENCH_CHAIN_ID,
+                                                    "indexer_confirmations": 0})
+                chain = chain.model_copy(update={"deployment_file": ensure_contracts(chain, lambda _: None)})
+                latencies, stages, send_ms, bad, cpu = await measure_block_latency(
+                    db, chain, url, args.payments, args.payment_rate, args.profile_roles)
+                print(f"block -> signed webhook received: {_summary(latencies)} ({len(latencies)} of "
+                      f"{args.payments} payments paid one per block at {args.payment_rate:g}/s, confirmation "
+                      f"depth 0; from evm_mine returning (mean round trip "
+                      f"{send_ms:.1f} ms); indexer and worker role processes; {bad} bad signatures)")
+                print("  CPU per payment: " + ", ".join(f"{role} {ms:.1f} ms" for role, ms in cpu.items()))
+                for name, values in stages.items():
+                    print(f"  {name:<34} {_summary(values)}")
         finally:
             await db.dispose()
     finally:
@@ -274,12 +532,23 @@ async def run(args: argparse.Namespace) -> None:
             server.stop()  # type: ignore[attr-defined]
 
 
+def _summary(values: list[float]) -> str:
+    if not values:
+        return "no samples"
+    return (f"p50 {percentile(values, 50):.1f} ms, p99 {percentile(values, 99):.1f} ms, "
+            f"max {max(values):.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--deliveries", type=int, default=20_000)
     parser.add_argument("--events", type=int, default=500)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--dispatchers", type=int, default=1, help="dispatcher processes (worker scale-out)")
+    parser.add_argument("--payments", type=int, default=500, help="payments paid on chain (block phase)")
+    parser.add_argument("--payment-rate", type=float, default=20.0, help="payments (blocks) per second")
+    parser.add_argument("--profile-roles", type=Path, help="write pyinstrument profiles of the role processes here")
+    parser.add_argument("--phases", default="throughput,announce,block", help="which measurements to run")
     parser.add_argument("--serve-receiver", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--serve-dispatcher", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -81,13 +81,6 @@ async def list_endpoints(session: AsyncSession, merchant_id: uuid.UUID) -> Seque
     )).scalars().all()
 
 
-async def enabled_endpoints(session: AsyncSession, merchant_id: uuid.UUID) -> Sequence[Endpoint]:
-    return (await session.execute(
-        select(Endpoint).where(Endpoint.merchant_id == merchant_id, Endpoint.enabled.is_(True),
-                               Endpoint.deleted_at.is_(None))
-    )).scalars().all()
-
-
 async def sdk_endpoint(session: AsyncSession, merchant_id: uuid.UUID) -> Endpoint | None:
     return (await session.execute(
         select(Endpoint).where(Endpoint.merchant_id == merchant_id, Endpoint.is_sdk.is_(True))
@@ -155,6 +148,36 @@ async def insert_deliveries(session: AsyncSession, rows: Sequence[NewDelivery]) 
     if created:
         await wake_dispatchers(session)
     return created
+
+
+_FOR_EVENT = text(f"""
+WITH created AS (
+    INSERT INTO webhooks.deliveries
+        (id, endpoint_id, merchant_id, event_id, event_type, ordering_key, occurred_at, body, status, attempts)
+    SELECT gen_random_uuid(), e.id, e.merchant_id, :event_id, :event_type, :ordering_key, :occurred_at, :body,
+           'PENDING', 0
+    FROM webhooks.endpoints e
+    WHERE e.merchant_id = :merchant_id AND e.enabled AND e.deleted_at IS NULL
+      AND e.events && CAST(:patterns AS varchar[])
+      AND (CAST(:mode AS varchar) IS NULL OR e.mode = CAST(:mode AS varchar))
+    ON CONFLICT (event_id, endpoint_id) DO NOTHING
+    RETURNING 1
+), counted AS (SELECT count(*) AS n FROM created)
+SELECT n, CASE WHEN n > 0 THEN pg_notify('{WAKE_CHANNEL}', '')::text END AS woken FROM counted
+""")
+
+
+async def insert_event_deliveries(
+    session: AsyncSession, *, merchant_id: uuid.UUID, event_id: uuid.UUID, event_type: str,
+    ordering_key: str | None, occurred_at: datetime, body: bytes, patterns: Sequence[str], mode: str | None,
+) -> int:
+    """One delivery per enabled endpoint of the merchant whose filter holds one of ``patterns``
+    (and whose mode is ``mode``, when given), and the dispatchers' wake-up: one round trip.
+    Idempotent on (event id, endpoint)."""
+    return int((await session.execute(_FOR_EVENT, {
+        "merchant_id": merchant_id, "event_id": event_id, "event_type": event_type, "ordering_key": ordering_key,
+        "occurred_at": occurred_at, "body": body, "patterns": list(patterns), "mode": mode,
+    })).scalar_one())
 
 
 async def wake_dispatchers(session: AsyncSession) -> None:

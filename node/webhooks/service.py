@@ -36,9 +36,9 @@ TEST_BODY = b'{"data":{"message":"This is a test webhook from OpenLankaPay"},"ev
 
 # --- what an event becomes ---
 
-def event_matches(patterns: list[str], event_type: str) -> bool:
-    family = event_type.split(".", 1)[0]
-    return any(p in ("*", event_type, f"{family}.*") for p in patterns)
+def patterns_matching(event_type: str) -> list[str]:
+    """The endpoint filters that take ``event_type``: exact, its family, everything."""
+    return ["*", event_type, f"{event_type.split('.', 1)[0]}.*"]
 
 
 def webhook_body(event_type: str, data: dict[str, Any]) -> bytes:
@@ -65,18 +65,11 @@ async def deliveries_for_event(session: AsyncSession, event: Event) -> int:
         return 0
     # an event that says which mode it belongs to goes to endpoints of that mode only
     mode = event.data.get("mode")
-    endpoints = [
-        e for e in await repo.enabled_endpoints(session, merchant_id)
-        if event_matches(e.events, event.type) and (mode not in ("live", "test") or e.mode == mode)
-    ]
-    if not endpoints:
-        return 0
-    body = webhook_body(event.type, event.data)
-    return await repo.insert_deliveries(session, [
-        repo.NewDelivery(endpoint_id=e.id, merchant_id=merchant_id, event_id=event.id, event_type=event.type,
-                         ordering_key=event.key, occurred_at=event.created_at, body=body)
-        for e in endpoints
-    ])
+    return await repo.insert_event_deliveries(
+        session, merchant_id=merchant_id, event_id=event.id, event_type=event.type, ordering_key=event.key,
+        occurred_at=event.created_at, body=webhook_body(event.type, event.data),
+        patterns=patterns_matching(event.type), mode=mode if mode in ("live", "test") else None,
+    )
 
 
 def after_attempt(

@@ -21,12 +21,11 @@ async def _on_event(session: AsyncSession, event: Event) -> None:
 
 
 def webhook_consumer(resources: Resources) -> Consumer:
-    """Bus events -> delivery rows (one transaction per message, idempotent)."""
-    # batch=1: on a quiet stream nats-py holds the first message of a larger pull until the
-    # batch fills or the fetch times out (1 s), which was the whole p99 of announce -> webhook;
-    # each message is its own transaction anyway, so one per pull costs little
+    """Bus events -> delivery rows. Each fetch's messages are applied in one transaction (the
+    handler only writes rows): under a backlog that is one claim and one commit per fetch instead
+    of per message, which kept the consumer behind at 40 events/s on a busy 2-core machine."""
     return Consumer(resources.db, resources.js, resources.settings, name=CONSUMER_NAME,
-                    event_types=EVENT_TYPES, handler=_on_event, batch=1)
+                    event_types=EVENT_TYPES, handler=_on_event, batch=100, shared_transaction=True)
 
 
 def webhook_dispatcher(resources: Resources) -> DeliveryDispatcher:
