@@ -3,7 +3,7 @@
 Live endpoints: ``https://`` only, and every address the host resolves to must
 be public. Test endpoints may also use ``http://``, but then only to loopback
 (so tests and local development work). The check runs when an endpoint is
-registered and again inside the HTTP client's resolver for every new
+registered and again by the HTTP client (``node.webhooks.http``) for every new
 connection: the connection is opened to the very address that was checked, so
 a DNS answer that changes after registration (rebinding) cannot reach an
 internal address.
@@ -17,8 +17,6 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 from node.config import Settings
 
@@ -122,35 +120,3 @@ async def check_url(url: str, mode: str, settings: Settings) -> TargetPolicy:
     assert parts.hostname is not None
     check_all(policy, await resolve(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)))
     return policy
-
-
-class GuardedResolver(AbstractResolver):
-    """The HTTP client's resolver: every answer is checked against the policy, and the client
-    connects to exactly the addresses returned here (no second lookup to rebind)."""
-
-    def __init__(self, policy: TargetPolicy) -> None:
-        self.policy = policy
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET,
-    ) -> list[ResolveResult]:
-        addresses = await resolve(host, port)
-        check_all(self.policy, addresses)
-        return [{
-            "hostname": host, "host": str(address), "port": port,
-            "family": socket.AF_INET6 if address.version == 6 else socket.AF_INET,
-            "proto": socket.IPPROTO_TCP, "flags": socket.AI_NUMERICHOST,
-        } for address in addresses]
-
-    async def close(self) -> None:
-        return None
-
-
-def check_literal(url: str, policy: TargetPolicy) -> None:
-    """An IP literal never reaches the resolver: check it directly."""
-    host = (urlsplit(url).hostname or "").strip("[]")
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return
-    policy.check(address)
