@@ -23,6 +23,7 @@ from api.sdk import payments as sdk_payments
 from api.sdk import webhooks as sdk_webhooks
 from node.config import Settings
 from node.resources import Resources
+from node.runtime import tune_gc
 
 
 def create_app(settings: Settings, resources: Resources | None = None) -> FastAPI:
@@ -33,6 +34,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> FastAP
         owned = resources is None
         if owned:
             app.state.resources = await Resources.open(settings, name="api")
+            tune_gc()
         try:
             yield
         finally:

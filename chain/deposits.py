@@ -10,9 +10,11 @@ the address can be swept again later. See ``contracts/OpenPayDepositForwarder.so
 
 from __future__ import annotations
 
-from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
+import functools
 
+from eth_utils.address import to_checksum_address
+
+from chain.hashing import keccak
 from chain.intents import IntentDomain, PaymentIntent
 
 DEPOSIT_INITCODE = bytes.fromhex(
@@ -48,13 +50,18 @@ def clone_init_code(implementation: str) -> bytes:
 
 def create2_address(deployer: str, salt: bytes, init_code_hash: bytes) -> str:
     """``keccak256(0xff ++ deployer ++ salt ++ keccak256(init_code))[12:]``, checksummed."""
+    return to_checksum_address(_create2(deployer, salt, init_code_hash))
+
+
+def _create2(deployer: str, salt: bytes, init_code_hash: bytes) -> bytes:
     if len(salt) != 32:
         raise ValueError("salt must be 32 bytes")
     if len(init_code_hash) != 32:
         raise ValueError("init code hash must be 32 bytes")
-    return to_checksum_address(keccak(b"\xff" + _address(deployer) + salt + init_code_hash)[12:])
+    return keccak(b"\xff" + _address(deployer) + salt + init_code_hash)[12:]
 
 
+@functools.lru_cache(maxsize=16)
 def initcode_hash(implementation: str | bytes | None = None) -> bytes:
     """The init code hash deposit addresses use, from what a ``Deployment`` records in
     ``forwarder_implementation``: a 32-byte init code hash (current gateways; None means
@@ -72,6 +79,12 @@ def initcode_hash(implementation: str | bytes | None = None) -> bytes:
 def predict_deposit_address(gateway: str, implementation: str | bytes | None, salt: bytes) -> str:
     """The deposit address ``gateway`` creates with ``salt`` (see :func:`initcode_hash`)."""
     return create2_address(gateway, salt, initcode_hash(implementation))
+
+
+def predict_deposit_address_lower(gateway: str, implementation: str | bytes | None, salt: bytes) -> str:
+    """:func:`predict_deposit_address` in lowercase, as the node stores it: without the checksum's
+    second hash, which costs more than the address itself."""
+    return "0x" + _create2(gateway, salt, initcode_hash(implementation)).hex()
 
 
 def deposit_address(intent: PaymentIntent, domain: IntentDomain, implementation: str | bytes | None = None) -> str:

@@ -17,9 +17,9 @@ from typing import Any
 from eth_account import Account
 from eth_keys.datatypes import Signature
 from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
 
 from chain.errors import ChainError
+from chain.hashing import keccak
 
 DOMAIN_NAME = "OpenPayGateway"
 DOMAIN_VERSION = "1"
@@ -27,13 +27,13 @@ RATE_DECIMALS = 8
 UINT256_MAX = 2**256 - 1
 
 EIP712_DOMAIN_TYPEHASH = keccak(
-    text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+    b"EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
 )
 PAYMENT_INTENT_TYPE = (
     "PaymentIntent(bytes32 paymentId,bytes32 merchantId,address token,uint256 amount,uint256 fee,"
     "uint256 fiatAmount,uint256 rate,uint256 deadline)"
 )
-PAYMENT_INTENT_TYPEHASH = keccak(text=PAYMENT_INTENT_TYPE)
+PAYMENT_INTENT_TYPEHASH = keccak(PAYMENT_INTENT_TYPE.encode())
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 
@@ -108,8 +108,8 @@ class IntentDomain:
     def separator(self) -> bytes:
         return keccak(
             EIP712_DOMAIN_TYPEHASH
-            + keccak(text=DOMAIN_NAME)
-            + keccak(text=DOMAIN_VERSION)
+            + keccak(DOMAIN_NAME.encode())
+            + keccak(DOMAIN_VERSION.encode())
             + _word(self.chain_id)
             + bytes(12) + _address_bytes(self.verifying_contract)
         )

@@ -48,8 +48,8 @@ Refunder = Annotated[MerchantPrincipal, Depends(require_permission("refunds:writ
 async def create_payment(request: Request, session: Session, settings: Settings, principal: Writer) -> JSON:
     async def run() -> tuple[int, dict[str, Any]]:
         body = parse_payment_request(await json_body(request))
-        payment = await service.create(session, settings, principal, body, source="API")
-        return 201, {"data": payment_object(payment, settings.public_url)}
+        created = await service.create_payment(session, settings, principal, body, source="API", sole_write=True)
+        return 201, {"data": created.wire}
 
     return await idempotent(request, session, principal, "payments", run)
 

@@ -23,8 +23,8 @@ async def create_payment(request: Request, session: Session, settings: Settings,
 
     async def run() -> tuple[int, dict[str, object]]:
         body = parse_payment_request(await json_body(request))
-        payment = await service.create(session, settings, principal, body, source="SDK")
-        return 201, {"data": payment_object(payment, settings.public_url)}
+        created = await service.create_payment(session, settings, principal, body, source="SDK", sole_write=True)
+        return 201, {"data": created.wire}
 
     return await idempotent(request, session, principal, "sdk.payments", run)
 

@@ -13,15 +13,19 @@ from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
-async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
+async def driver_connection(session: AsyncSession, *, begin: bool = True) -> asyncpg.Connection:
     """The asyncpg connection under the session, inside the session's transaction.
 
     SQLAlchemy's adapter opens the asyncpg transaction lazily, on the first statement; without
     one, work done on the driver directly would commit on its own (found by the crash test).
+    ``begin=False`` leaves it that way when nothing was done yet: for a unit of work whose one
+    write is a single statement, which needs no BEGIN/COMMIT round trips to be atomic.
     """
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver: asyncpg.Connection = raw.driver_connection
+    if not begin:
+        return driver
     if not driver.is_in_transaction():
         # the adapter's own BEGIN (no round trip of its own beyond it), so SQLAlchemy commits it;
         # a statement through the session does the same where the adapter lacks the method

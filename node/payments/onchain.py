@@ -4,17 +4,18 @@ and the operator's transaction sender."""
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from coincurve import PrivateKey
-from eth_utils.crypto import keccak
 
 from chain.artifacts import Artifacts, load_artifacts
 from chain.client import RpcClient
 from chain.deploy import Deployment, deployment_path
-from chain.deposits import predict_deposit_address
+from chain.deposits import predict_deposit_address_lower
 from chain.errors import DeploymentError
+from chain.hashing import keccak
 from chain.intents import IntentDomain, PaymentIntent
 from chain.txsender import TxSender
 from node.config import Settings
@@ -30,15 +31,22 @@ def _load(path: str, mtime: float) -> Deployment:
     return Deployment.load(Path(path))
 
 
+_checked: dict[str, tuple[float, float]] = {}  # path -> (when its mtime was read, the mtime)
+
+
 def deployment(settings: Settings) -> Deployment:
-    """The contracts of the configured chain (cached per file version)."""
-    path = Path(settings.deployment_file or deployment_path(settings.deployments_dir, settings.chain_id))
+    """The contracts of the configured chain (cached per file version; the file is looked at
+    at most once a second, not on every payment)."""
+    path = str(settings.deployment_file or deployment_path(settings.deployments_dir, settings.chain_id))
+    now = time.monotonic()
+    checked = _checked.get(path)
+    if checked is None or now - checked[0] > 1.0:
+        try:
+            checked = _checked[path] = (now, Path(path).stat().st_mtime)
+        except OSError as exc:
+            raise ChainNotConfigured(f"no contracts deployment at {path}; payments need one") from exc
     try:
-        mtime = path.stat().st_mtime
-    except OSError as exc:
-        raise ChainNotConfigured(f"no contracts deployment at {path}; payments need one") from exc
-    try:
-        return _load(str(path), mtime)
+        return _load(path, checked[1])
     except (DeploymentError, ValueError, KeyError) as exc:
         raise ChainNotConfigured(f"unreadable deployment file {path}") from exc
 
@@ -70,8 +78,8 @@ def sign_and_deposit(intent: PaymentIntent, dom: IntentDomain, implementation: s
     the same results as ``sign`` and ``chain.deposits.deposit_address``."""
     digest = keccak(b"\x19\x01" + _separator(dom) + intent.struct_hash())
     raw = _key(secret).sign_recoverable(digest, hasher=None)
-    address = predict_deposit_address(dom.verifying_contract, implementation, digest)
-    return raw[:64] + bytes([raw[64] + 27]), address.lower()
+    address = predict_deposit_address_lower(dom.verifying_contract, implementation, digest)
+    return raw[:64] + bytes([raw[64] + 27]), address
 
 
 @functools.lru_cache(maxsize=1)
