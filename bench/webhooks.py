@@ -189,7 +189,9 @@ def serve_dispatcher() -> None:
     asyncio.run(main())
 
 
-async def measure_throughput(db: Database, settings: Settings, url: str, count: int, dispatchers: int = 1) -> float:
+async def measure_throughput(db: Database, settings: Settings, url: str, count: int, dispatchers: int = 1,
+                             receiver_pid: int | None = None) -> tuple[float, float, float]:
+    """Deliveries/s, and CPU ms per delivery of this process (the dispatcher) and of the receiver."""
     endpoints = await make_endpoints(db, settings, url, merchants=4, per_merchant=2, events=["payment.*"])
     now = datetime.now(UTC)
     for start in range(0, count, 2000):
@@ -211,6 +213,8 @@ async def measure_throughput(db: Database, settings: Settings, url: str, count: 
     extra = [subprocess.Popen([sys.executable, __file__, "--serve-dispatcher"], env=env)  # noqa: ASYNC220
              for _ in range(dispatchers - 1)]
     started = time.perf_counter()
+    cpu = time.process_time()
+    receiver_cpu = cpu_seconds(receiver_pid) if receiver_pid else 0.0
     task = asyncio.ensure_future(dispatcher.run(stop))
     while True:
         await asyncio.sleep(0.2)
@@ -220,6 +224,8 @@ async def measure_throughput(db: Database, settings: Settings, url: str, count: 
         if done >= count:
             break
     elapsed = time.perf_counter() - started
+    cpu = (time.process_time() - cpu) * 1000 / count
+    receiver_cpu = (cpu_seconds(receiver_pid) - receiver_cpu) * 1000 / count if receiver_pid else 0.0
     stop.set()
     await task
     for process in extra:
@@ -227,7 +233,7 @@ async def measure_throughput(db: Database, settings: Settings, url: str, count: 
         process.wait(10)
     async with db.unit_of_work() as session:
         await session.execute(update(Endpoint).where(Endpoint.id.in_(ids)).values(enabled=False))
-    return count / elapsed
+    return count / elapsed, cpu, receiver_cpu
 
 
 # --- 2. latency ---
@@ -499,9 +505,11 @@ async def run(args: argparse.Namespace) -> None:
         db = Database.from_settings(settings)
         try:
             if "throughput" in phases:
-                rate = await measure_throughput(db, settings, url, args.deliveries, args.dispatchers)
+                rate, cpu, receiver_cpu = await measure_throughput(db, settings, url, args.deliveries,
+                                                                   args.dispatchers, receiver.pid)
                 print(f"throughput: {rate:,.0f} deliveries/s ({args.deliveries:,} signed deliveries, 8 endpoints, "
-                      f"{args.dispatchers} dispatcher process(es), receiver in another process)", flush=True)
+                      f"{args.dispatchers} dispatcher process(es), receiver in another process); CPU per delivery: "
+                      f"dispatcher {cpu:.3f} ms, receiver {receiver_cpu:.3f} ms", flush=True)
             if "announce" in phases:
                 latencies = await measure_latency(db, settings, url, args.events, args.rate)
                 print(f"announce -> signed webhook received: {_summary(latencies)} "
@@ -514,13 +522,13 @@ async def run(args: argparse.Namespace) -> None:
                 chain = settings.model_copy(update={"rpc_url": anvil.url, "chain_id": BENCH_CHAIN_ID,
                                                     "indexer_confirmations": 0})
                 chain = chain.model_copy(update={"deployment_file": ensure_contracts(chain, lambda _: None)})
-                latencies, stages, send_ms, bad, cpu = await measure_block_latency(
+                latencies, stages, send_ms, bad, role_cpu = await measure_block_latency(
                     db, chain, url, args.payments, args.payment_rate, args.profile_roles)
                 print(f"block -> signed webhook received: {_summary(latencies)} ({len(latencies)} of "
                       f"{args.payments} payments paid one per block at {args.payment_rate:g}/s, confirmation "
                       f"depth 0; from evm_mine returning (mean round trip "
                       f"{send_ms:.1f} ms); indexer and worker role processes; {bad} bad signatures)")
-                print("  CPU per payment: " + ", ".join(f"{role} {ms:.1f} ms" for role, ms in cpu.items()))
+                print("  CPU per payment: " + ", ".join(f"{role} {ms:.1f} ms" for role, ms in role_cpu.items()))
                 for name, values in stages.items():
                     print(f"  {name:<34} {_summary(values)}")
         finally:

@@ -50,6 +50,7 @@ class DeliveryDispatcher:
         self._results: list[repo.AttemptRecord] = []
         self._have_results = asyncio.Event()
         self._wake = asyncio.Event()
+        self._more_due = False
         self._keys: dict[uuid.UUID, tuple[float, MerchantKeys]] = {}
         self._key_locks: dict[uuid.UUID, asyncio.Lock] = defaultdict(asyncio.Lock)
 
@@ -62,9 +63,12 @@ class DeliveryDispatcher:
             return 0
         per_endpoint = self.settings.webhook_endpoint_concurrency
         saturated = [e for e, n in self._in_flight.items() if n >= per_endpoint]
-        async with self.db.unit_of_work() as session:
-            claimed = await repo.claim_due(session, limit=free, per_endpoint=per_endpoint,
+        # one statement, so no transaction around it: BEGIN and COMMIT were two of its three round trips
+        async with self.db.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            claimed = await repo.claim_due(conn, limit=free, per_endpoint=per_endpoint,
                                            lease_s=lease_s(self.settings), saturated=saturated)
+        self._more_due = len(claimed) >= free
         for delivery in claimed:
             self._in_flight[delivery.endpoint_id] += 1
             self._total += 1
@@ -176,7 +180,8 @@ class DeliveryDispatcher:
                     log.warning("webhook claim failed", error=repr(exc))
                     claimed = 0
                     await asyncio.sleep(1.0)
-                if claimed and self._total < self.settings.webhook_max_in_flight:
+                # a claim that filled its batch may have left more due; a partial one took all there was
+                if claimed and self._more_due and self._total < self.settings.webhook_max_in_flight:
                     continue
                 stopping = asyncio.ensure_future(stop.wait())
                 waking = asyncio.ensure_future(self._wake.wait())

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from node.webhooks.models import (
     OPEN_STATUSES,
@@ -232,7 +232,8 @@ RETURNING d.id, d.merchant_id, d.endpoint_id, d.event_type, d.body, d.attempts, 
 
 
 async def claim_due(
-    session: AsyncSession, *, limit: int, per_endpoint: int, lease_s: float, saturated: Sequence[uuid.UUID],
+    session: AsyncSession | AsyncConnection, *, limit: int, per_endpoint: int, lease_s: float,
+    saturated: Sequence[uuid.UUID],
 ) -> list[ClaimedDelivery]:
     """Takes due deliveries for sending: open ones whose time has come, that no earlier open
     delivery of the same key to the same endpoint precedes. A claim is a lease: a worker that
