@@ -20,12 +20,13 @@ import ssl
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
 
 from node.webhooks.targets import TargetPolicy, TargetRefused, check_all, resolve
 
+_PRINTABLE = "".join(map(chr, range(0x21, 0x7F)))
 IDLE_S = 15.0  # an idle connection older than this is closed, not reused (servers drop them too)
 
 
@@ -47,9 +48,9 @@ class Target:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise TargetRefused("URL is not valid")
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        if any(c <= " " or c == "\x7f" for c in target) or not target.isascii():
-            raise TargetRefused("URL is not valid")
+        # spaces, control characters and non-ASCII are percent-encoded (UTF-8), as browsers do:
+        # nothing in a stored URL can end the request line or add a header
+        target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe=_PRINTABLE)
         try:
             host = parts.hostname.encode("idna").decode("ascii")
             port = parts.port or (443 if parts.scheme == "https" else 80)

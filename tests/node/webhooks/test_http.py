@@ -129,7 +129,12 @@ class TestWebhookClient:
             await client().post(raw.url.replace("127.0.0.1", "localhost"), LIVE, HEADERS, b"{}")
         assert raw.connections == 0
 
-    @pytest.mark.parametrize("url", ["http://h/a b", "http://h/a\r\nX-Injected: 1", "ftp://h/", "http:///x"])
-    def test_a_url_that_would_break_the_request_line_is_refused(self, url: str) -> None:
+    @pytest.mark.parametrize("url", ["ftp://h/", "http:///x", "http://h:99999/"])
+    def test_a_url_without_an_http_target_is_refused(self, url: str) -> None:
         with pytest.raises(TargetRefused):
             Target.of(url)
+
+    def test_nothing_in_a_url_can_end_the_request_line(self) -> None:
+        # (urlsplit already drops CR, LF and tabs; spaces, other controls and non-ASCII are encoded)
+        target = Target.of("http://h:8080/a b\r\nX-Injected: 1\x00/\u00fc?q=\u00e9 1")
+        assert target.head == b"POST /a%20bX-Injected:%201%00/%C3%BC?q=%C3%A9%201 HTTP/1.1\r\nHost: h:8080\r\n"
