@@ -101,8 +101,12 @@ class RpcClient:
                 last = RpcError(f"HTTP {response.status_code} from {url}")
                 continue
             self._failover.succeeded(url)
+            content = response.content
+            # an httpx response and its stream refer to each other, so without this the body
+            # (megabytes for a getLogs answer) would live until a full garbage collection
+            response.stream = httpx.ByteStream(b"")
             try:
-                return orjson.loads(response.content)
+                return orjson.loads(content)
             except (ValueError, orjson.JSONDecodeError) as exc:
                 raise RpcError(f"non-JSON reply from {url}: HTTP {response.status_code}") from exc
         raise RpcUnavailable(f"no RPC endpoint answered ({', '.join(self.urls)}): {last}")

@@ -13,24 +13,43 @@ from node.indexing.handlers import ChainHandler, ChainScope
 class Dispatcher:
     def __init__(self, handlers: Sequence[ChainHandler]) -> None:
         self.handlers = list(handlers)
+        # exact types: events are final dataclasses, no subclasses
+        self._wanted = [frozenset(h.events) for h in self.handlers]
 
-    def _for(self, handler: ChainHandler, events: Sequence[ChainEvent]) -> list[ChainEvent]:
-        wanted = frozenset(handler.events)  # exact types: events are final dataclasses, no subclasses
-        return [e for e in events if type(e) in wanted]
+    def _split(self, events: Sequence[ChainEvent]) -> list[list[ChainEvent]]:
+        """Each handler's events, in the order given (a batch is usually one event type)."""
+        by_type: dict[type[ChainEvent], list[ChainEvent]] = {}
+        for e in events:
+            by_type.setdefault(type(e), []).append(e)
+        mine: list[list[ChainEvent]] = []
+        for wanted in self._wanted:
+            groups = [group for t, group in by_type.items() if t in wanted]
+            if len(groups) <= 1:
+                mine.append(groups[0] if groups else [])
+            else:
+                mine.append([e for e in events if type(e) in wanted])
+        return mine
 
     async def seen(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
-        for handler in self.handlers:
-            if mine := self._for(handler, events):
+        for handler, mine in zip(self.handlers, self._split(events), strict=True):
+            if mine:
                 await handler.seen(session, scope, mine)
 
     async def final(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
-        for handler in self.handlers:
-            if mine := self._for(handler, events):
+        for handler, mine in zip(self.handlers, self._split(events), strict=True):
+            if mine:
                 await handler.final(session, scope, mine)
+
+    async def final_on_arrival(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]
+                               ) -> None:
+        """Events of blocks that were final when they arrived: ``seen`` and ``final`` at once."""
+        for handler, mine in zip(self.handlers, self._split(events), strict=True):
+            if mine:
+                await handler.final_on_arrival(session, scope, mine)
 
     async def reverted(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
         """Newest first, so each handler undoes in the reverse order it applied."""
         newest_first = list(reversed(events))
-        for handler in reversed(self.handlers):
-            if mine := self._for(handler, newest_first):
+        for handler, mine in reversed(list(zip(self.handlers, self._split(newest_first), strict=True))):
+            if mine:
                 await handler.reverted(session, scope, mine)

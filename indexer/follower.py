@@ -82,6 +82,23 @@ def decode_rows(chain_id: int, logs: Sequence[dict[str, Any]], finalized: int
     return rows, events
 
 
+@dataclass
+class DecodedRange:
+    """A fetched range decoded into events and the COPY text of its log rows; prepared while the
+    previous range is written. The raw logs are not kept: a batch's memory is its events."""
+
+    start: int
+    end: int
+    events: list[ChainEvent]
+    payload: bytes
+    counts: Counter[str]
+
+    @classmethod
+    def of(cls, chain_id: int, fetched: FetchedRange, finalized: int) -> DecodedRange:
+        rows, events = decode_rows(chain_id, fetched.logs, finalized)
+        return cls(fetched.start, fetched.end, events, repository.copy_payload(rows), Counter(r[8] for r in rows))
+
+
 def stored_events(rows: Sequence[ChainLog]) -> list[ChainEvent]:
     return [
         DECODERS[row.topics[0]]({
@@ -111,7 +128,7 @@ class Follower:
         self.poll_interval = poll_interval
         self.leader = leader
         self.heads = heads
-        self._prefetch: tuple[int, asyncio.Task[tuple[FetchedRange, dict[str, Any]]]] | None = None
+        self._prefetch: tuple[int, asyncio.Task[tuple[DecodedRange, dict[str, Any]]]] | None = None
         # the leader is the cursor's only writer: after the first read it is known without a query
         self._cursor: Cursor | None = None
         self._pruned_below = 0
@@ -186,7 +203,7 @@ class Follower:
             if finalized > cursor.finalized:
                 async with self.db.unit_of_work() as session:
                     await self._check_leader()
-                    await self._promote(session, finalized)
+                    await self._promote(session, cursor.finalized, finalized)
                     await repository.save_cursor(session, self.chain_id, number=cursor.number,
                                                  block_hash=cursor.hash or "", finalized=finalized, head=head)
                 self._cursor = Cursor(cursor.number, cursor.hash, finalized)
@@ -212,10 +229,17 @@ class Follower:
 
     # ------------------------------------------------------------------ backfill (final blocks)
 
-    async def _fetch_final(self, start: int, limit: int) -> tuple[FetchedRange, dict[str, Any]]:
-        fetched = await self.fetcher.fetch(start, limit)
-        header = await self.rpc.request("eth_getBlockByNumber", [hex(fetched.end), False])
-        return fetched, header
+    async def _fetch_final(self, start: int, limit: int) -> tuple[DecodedRange, dict[str, Any]]:
+        """Blocks ``start..`` (final: at most ``limit``), decoded; runs ahead of the writes."""
+        fetched, header = await asyncio.gather(
+            self.fetcher.fetch(start, limit),
+            # the header of the range's end, asked for with the logs; the fetcher may stop short
+            # of ``limit`` (range limits), then the end's header is fetched below
+            self.rpc.request("eth_getBlockByNumber", [hex(min(limit, start + self.fetcher.span - 1)), False]),
+        )
+        if header is None or int(header["number"], 16) != fetched.end:
+            header = await self.rpc.request("eth_getBlockByNumber", [hex(fetched.end), False])
+        return DecodedRange.of(self.chain_id, fetched, limit), header
 
     def _cancel_prefetch(self) -> None:
         if self._prefetch is not None:
@@ -223,20 +247,24 @@ class Follower:
             self._prefetch = None
 
     async def _backfill(self, cursor: Cursor, start: int, finalized: int, head: int) -> None:
+        decoded: DecodedRange | None = None
         if self._prefetch is not None and self._prefetch[0] == start:
             task = self._prefetch[1]
             self._prefetch = None
+            decoded, header = await task
+            if decoded.end > finalized:
+                decoded = None  # the node's finality went back since it was fetched: fetch again
         else:
             self._cancel_prefetch()
-            task = asyncio.ensure_future(self._fetch_final(start, finalized))
-        fetched, header = await task
-        if fetched.end < finalized:
-            # fetch the next range while this one is written
-            self._prefetch = (fetched.end + 1,
-                              asyncio.ensure_future(self._fetch_final(fetched.end + 1, finalized)))
+        if decoded is None:
+            decoded, header = await self._fetch_final(start, finalized)
+        end = decoded.end
+        if end < finalized:
+            # fetch and decode the next range while this one is written
+            self._prefetch = (end + 1, asyncio.ensure_future(self._fetch_final(end + 1, finalized)))
         async with self.db.unit_of_work() as session:
             await self._check_leader()
-            await self._apply(session, fetched.logs, [header], finalized, head, end=fetched.end,
+            await self._apply(session, decoded, [header], cursor.finalized, finalized, head, end=end,
                               end_hash=header["hash"])
 
     # ------------------------------------------------------------------ the tip (may reorg)
@@ -269,9 +297,10 @@ class Follower:
         headers = headers[: fetched.end - start + 1]
         if not _logs_match(fetched.logs, headers):
             return
+        decoded = DecodedRange.of(self.chain_id, fetched, finalized)
         async with self.db.unit_of_work() as session:
             await self._check_leader()
-            await self._apply(session, fetched.logs, headers, finalized, head, end=fetched.end,
+            await self._apply(session, decoded, headers, cursor.finalized, finalized, head, end=fetched.end,
                               end_hash=headers[-1]["hash"])
 
     async def _reorg(self, cursor: Cursor, head: int, finalized: int) -> None:
@@ -313,8 +342,8 @@ class Follower:
                 headers = headers[: fetched.end - fork]
                 if not _logs_match(fetched.logs, headers):
                     raise RpcError("the chain moved during a reorg; retrying")
-                await self._apply(session, fetched.logs, headers, finalized, head, end=fetched.end,
-                                  end_hash=headers[-1]["hash"])
+                await self._apply(session, DecodedRange.of(self.chain_id, fetched, finalized), headers,
+                                  cursor.finalized, finalized, head, end=fetched.end, end_hash=headers[-1]["hash"])
             else:
                 await repository.save_cursor(session, self.chain_id, number=fork, block_hash=canonical["hash"],
                                              finalized=cursor.finalized, head=head)
@@ -325,18 +354,22 @@ class Follower:
 
     # ------------------------------------------------------------------ one transaction
 
-    async def _apply(self, session: AsyncSession, logs: Sequence[dict[str, Any]],
-                     headers: Sequence[dict[str, Any]], finalized: int, head: int, *, end: int,
-                     end_hash: str) -> None:
-        rows, events = decode_rows(self.chain_id, logs, finalized)
-        new_keys = await repository.insert_logs(session, rows)
+    async def _apply(self, session: AsyncSession, decoded: DecodedRange, headers: Sequence[dict[str, Any]],
+                     previous_finalized: int, finalized: int, head: int, *, end: int, end_hash: str) -> None:
+        # what became final since the last step first: handlers see the chain in order
+        await self._promote(session, previous_finalized, finalized)
+        events = decoded.events
+        new_keys = await repository.insert_logs(session, decoded.payload)
         if new_keys is not None:
             events = [e for e in events if (e.block_hash, e.log_index) in new_keys]
-        await self.dispatcher.seen(session, self.scope, events)
-        await self._promote(session, finalized)
-        final_now = [e for e in events if e.block_number <= finalized]
-        if final_now:
-            await self.dispatcher.final(session, self.scope, final_now)
+        # events are in chain order: those already final come first
+        split = len(events)
+        while split > 0 and events[split - 1].block_number > finalized:
+            split -= 1
+        if split:
+            await self.dispatcher.final_on_arrival(session, self.scope, events[:split])
+        if split < len(events):
+            await self.dispatcher.seen(session, self.scope, events[split:])
         await repository.save_blocks(session, self.chain_id, [h for h in headers if h is not None])
         if finalized - self._pruned_below >= 64:
             await repository.prune_blocks(session, self.chain_id, below=finalized)
@@ -345,15 +378,19 @@ class Follower:
                                      finalized=finalized, head=head)
         # takes effect when the caller's transaction commits; a failure clears it (see step)
         self._cursor = Cursor(end, end_hash, finalized)
-        for name, count in Counter(row[8] for row in rows).items():
+        for name, count in decoded.counts.items():
             metrics.EVENTS.labels(name).inc(count)
         metrics.CURSOR.set(end)
         metrics.FINALIZED.set(finalized)
         if headers:
             metrics.LAG_SECONDS.set(max(0.0, time.time() - int(headers[-1]["timestamp"], 16)))
 
-    async def _promote(self, session: AsyncSession, finalized: int) -> None:
-        promoted = await repository.promote_final(session, self.chain_id, finalized)
+    async def _promote(self, session: AsyncSession, previous_finalized: int, finalized: int) -> None:
+        """Pending logs of blocks that became final. Every log up to the cursor's finalized block
+        is final already (same transaction as the cursor), so only that window is looked at."""
+        if finalized <= previous_finalized:
+            return
+        promoted = await repository.promote_final(session, self.chain_id, finalized, above=previous_finalized)
         if promoted:
             await self.dispatcher.final(session, self.scope, stored_events(promoted))
 

@@ -7,9 +7,13 @@ A handler sees events in three moments, each inside the indexer's batch transact
 - ``final``: the block is final; effects here are never undone;
 - ``reverted``: a reorg dropped the block before it became final: undo what ``seen`` did.
 
-During a backfill of final blocks a handler gets ``seen`` and then ``final`` for the
-same events in the same transaction. Handlers get whole batches (in chain order) so
-they can aggregate: the indexer's throughput depends on it.
+- ``final_on_arrival``: the log arrived in a block that is already final (a backfill, or a
+  chain with no confirmation depth): ``seen`` and ``final`` at once. The default calls
+  ``seen`` then ``final``; a handler that does the same lookups in both overrides it to do
+  them once.
+
+Handlers get whole batches (in chain order) so they can aggregate: the indexer's
+throughput depends on it.
 """
 
 from __future__ import annotations
@@ -48,3 +52,8 @@ class ChainHandler:
 
     async def reverted(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
         return None
+
+    async def final_on_arrival(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]
+                               ) -> None:
+        await self.seen(session, scope, events)
+        await self.final(session, scope, events)

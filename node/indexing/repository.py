@@ -19,7 +19,7 @@ LOG_COLUMNS = ("chain_id", "block_hash", "log_index", "block_number", "transacti
 LogRow = tuple[int, str, int, int, str, str, list[str], str, str, bool]
 
 
-def _copy_text(rows: Sequence[LogRow]) -> bytes:
+def copy_payload(rows: Sequence[LogRow]) -> bytes:
     """Rows in COPY's text format. Every value is a hex string, a number or a bool, so nothing
     needs escaping; building the lines is several times cheaper than asyncpg's record encoder."""
     return "".join([
@@ -28,13 +28,13 @@ def _copy_text(rows: Sequence[LogRow]) -> bytes:
     ]).encode()
 
 
-async def insert_logs(session: AsyncSession, rows: Sequence[LogRow]) -> set[tuple[str, int]] | None:
-    """Stores logs with COPY. Returns ``None`` when all were new, else the keys that were new
-    (a repeat of an already stored range, e.g. after `openpay indexer resync`)."""
-    if not rows:
+async def insert_logs(session: AsyncSession, payload: bytes) -> set[tuple[str, int]] | None:
+    """Stores logs with COPY (``payload``: ``copy_payload(rows)``). Returns ``None`` when all were
+    new, else the keys that were new (a repeat of an already stored range, e.g. after `openpay
+    indexer resync`)."""
+    if not payload:
         return None
     driver = await driver_connection(session)
-    payload = _copy_text(rows)
     try:
         async with driver.transaction():  # a savepoint: a repeat falls back without losing the batch
             await driver.copy_to_table("logs", schema_name="chain", source=io.BytesIO(payload), columns=LOG_COLUMNS)
@@ -52,11 +52,14 @@ async def insert_logs(session: AsyncSession, rows: Sequence[LogRow]) -> set[tupl
     return {(r["block_hash"], r["log_index"]) for r in inserted}
 
 
-async def promote_final(session: AsyncSession, chain_id: int, up_to: int) -> list[ChainLog]:
-    """Marks pending logs up to block ``up_to`` final; returns them in chain order."""
+async def promote_final(session: AsyncSession, chain_id: int, up_to: int, *, above: int = -1) -> list[ChainLog]:
+    """Marks pending logs of blocks ``above+1..up_to`` final; returns them in chain order. The
+    caller bounds the window from below (logs up to the last finalized block are final already):
+    unbounded, the block-number index would walk every stored log."""
     rows = (await session.execute(
         update(ChainLog)
-        .where(ChainLog.chain_id == chain_id, ChainLog.final.is_(False), ChainLog.block_number <= up_to)
+        .where(ChainLog.chain_id == chain_id, ChainLog.final.is_(False), ChainLog.block_number > above,
+               ChainLog.block_number <= up_to)
         .values(final=True)
         .returning(ChainLog)
     )).scalars().all()

@@ -7,14 +7,15 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import BindParameter, any_, bindparam, delete, literal, select, tuple_, update
-from sqlalchemy.dialects.postgresql import ARRAY, BYTEA, TEXT, insert
+from sqlalchemy import delete, literal, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.events import ChainEvent, DepositSwept, PaymentReceived, Refunded, Transfer
 from node.config import Settings
 from node.db import Database
 from node.db.base import TokenAmount
+from node.db.bulk import driver_connection
 from node.indexing.handlers import ChainHandler, ChainScope
 from node.payments import states
 from node.payments.models import Payment, Receipt
@@ -36,37 +37,51 @@ class PaymentsProjection(ChainHandler):
 
     async def _receipts(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent],
                         *, final: bool) -> set[uuid.UUID]:
-        by_id = [e for e in events if isinstance(e, PaymentReceived) and e.address == scope.gateway]
-        transfers = [e for e in events if isinstance(e, Transfer) and e.address == scope.token]
+        """Stores the receipts of the batch's payments (final or not) and returns the payments
+        touched. One lookup per kind for the whole batch; a batch that matches nothing (most of a
+        backfill) costs those lookups and nothing else."""
+        payment_ids: set[bytes] = set()
+        deposits: set[str] = set()
+        gateway, token = scope.gateway, scope.token
+        for e in events:
+            if e.address == gateway and type(e) is PaymentReceived:
+                payment_ids.add(e.payment_id)
+            elif e.address == token and type(e) is Transfer:
+                deposits.add(e.to_address)
+        if not payment_ids and not deposits:
+            return set()
+        driver = await driver_connection(session)
         targets: dict[bytes | str, tuple[uuid.UUID, str]] = {}
-        if by_id:
-            for pid, onchain_id, status in (await session.execute(
-                    select(Payment.id, Payment.onchain_id, Payment.status)
-                    .where(Payment.onchain_id == any_(_array({e.payment_id for e in by_id}, BYTEA))))).all():
+        if payment_ids:
+            for pid, onchain_id, status in await driver.fetch(
+                    "SELECT id, onchain_id, status FROM payments.payments WHERE onchain_id = ANY($1::bytea[])",
+                    list(payment_ids)):
                 targets[bytes(onchain_id)] = (pid, status)
-        if transfers:
-            for pid, address, status in (await session.execute(
-                    select(Payment.id, Payment.deposit_address, Payment.status)
-                    .where(Payment.deposit_address == any_(_array({e.to_address for e in transfers}, TEXT))))).all():
+        if deposits:
+            for pid, address, status in await driver.fetch(
+                    "SELECT id, deposit_address, status FROM payments.payments WHERE deposit_address = ANY($1::text[])",
+                    list(deposits)):
                 targets[address] = (pid, status)
+        if not targets:
+            return set()
         rows = []
         for e in events:
-            if isinstance(e, PaymentReceived) and e.payment_id in targets:
+            if isinstance(e, PaymentReceived) and e.payment_id in targets and e.address == gateway:
                 pid, status = targets[e.payment_id]
                 rows.append(_row(scope, e, pid, "PAY", e.payer, e.amount, final, status))
-            elif isinstance(e, Transfer) and e.to_address in targets and e.address == scope.token:
+            elif isinstance(e, Transfer) and e.to_address in targets and e.address == token:
                 pid, status = targets[e.to_address]
                 rows.append(_row(scope, e, pid, "TRANSFER", e.from_address, e.value, final, status))
         if not rows:
             return set()
         for chunk in _chunks(rows):
-            await session.execute(insert(Receipt).values(chunk).on_conflict_do_nothing())
+            stmt = insert(Receipt).values(chunk)
             if final:
-                # during a backfill seen and final come in one transaction: the rows seen stored
-                keys = [(r["block_hash"], r["log_index"]) for r in chunk]
-                await session.execute(update(Receipt).where(
-                    Receipt.chain_id == scope.chain_id,
-                    tuple_(Receipt.block_hash, Receipt.log_index).in_(keys)).values(final=True))
+                # a receipt stored when its block was seen becomes final; nothing else about it changes
+                await session.execute(stmt.on_conflict_do_update(
+                    index_elements=["chain_id", "block_hash", "log_index"], set_={"final": True}))
+            else:
+                await session.execute(stmt.on_conflict_do_nothing())
         return {r["payment_id"] for r in rows}  # type: ignore[misc]
 
     async def seen(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
@@ -76,6 +91,18 @@ class PaymentsProjection(ChainHandler):
     async def final(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
         touched = await self._receipts(session, scope, events, final=True)
         await states.recompute(session, self.settings, touched)
+        await self._money_out(session, scope, events)
+
+    async def final_on_arrival(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]
+                               ) -> None:
+        """Seen and final at once (a backfill): the receipts go in final, one lookup, one recompute.
+        The states are those ``seen`` then ``final`` would reach; the passing ``pending`` state of
+        a block that was final when it arrived is not announced."""
+        touched = await self._receipts(session, scope, events, final=True)
+        await states.recompute(session, self.settings, touched)
+        await self._money_out(session, scope, events)
+
+    async def _money_out(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
         for e in events:
             if e.address != scope.gateway:
                 continue
@@ -94,12 +121,6 @@ class PaymentsProjection(ChainHandler):
             Receipt.chain_id == scope.chain_id, tuple_(Receipt.block_hash, Receipt.log_index).in_(keys))
             .returning(Receipt.payment_id))).scalars().all()
         await states.recompute(session, self.settings, set(gone))
-
-
-def _array(values: set[bytes] | set[str], item: type[BYTEA] | type[TEXT]) -> BindParameter[object]:
-    """One array parameter, however many values: a backfill batch can hold more than the
-    32,767 parameters a statement may have."""
-    return bindparam(None, list(values), type_=ARRAY(item))
 
 
 def _chunks(rows: list[dict[str, object]], size: int = 1_000) -> list[list[dict[str, object]]]:

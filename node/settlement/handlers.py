@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +18,7 @@ from chain.events import (
     TreasuryWithdrawal,
     Withdrawal,
 )
+from node.indexing.copy import NULL, bytea, copy_new_rows
 from node.indexing.handlers import ChainHandler, ChainScope
 from node.settlement import repository
 from node.settlement.repository import MerchantDelta, TreasuryDelta
@@ -32,10 +33,15 @@ class BalanceProjection(ChainHandler):
 
     async def final(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
         merchants, treasury = balance_deltas(events, scope.gateway)
-        ledger = [entry for event in events if event.address == scope.gateway
-                  and (entry := ledger_entry(scope.chain_id, event)) is not None]
         await repository.apply_balance_deltas(session, scope.chain_id, merchants, treasury)
-        await repository.insert_ledger(session, ledger)
+        lines, entries = ledger_lines(scope.chain_id, events, scope.gateway)
+        if entries:
+            # refunds and withdrawals carry no rate: priced the way every writer of the ledger does
+            await repository.price_outflows(session, entries)
+            lines.extend(entry_line(entry) for entry in entries)
+        # one COPY per batch (a repeated batch's entries are skipped): the ledger is written once
+        # per final event, so on a backfill it is as large as the logs
+        await copy_new_rows(session, "settlement", "ledger_entries", LEDGER_COLUMNS, "".join(lines).encode())
 
 
 def balance_deltas(events: Iterable[ChainEvent], gateway: str
@@ -43,34 +49,49 @@ def balance_deltas(events: Iterable[ChainEvent], gateway: str
     """What final gateway events do to balances (also what `openpay audit` recomputes with)."""
     merchants: defaultdict[tuple[bytes, str], MerchantDelta] = defaultdict(MerchantDelta)
     treasury: defaultdict[str, TreasuryDelta] = defaultdict(TreasuryDelta)
+    # credits (most of the events) summed per merchant and token first: plain int additions
+    credits: dict[tuple[bytes, str], list[int]] = {}
     for event in events:
         if event.address != gateway:
             continue
-        if isinstance(event, PaymentReceived):
-            _credit(merchants[event.merchant_id, event.token], treasury[event.token], event.amount, event.fee)
+        if isinstance(event, PaymentReceived | Collected):
+            gross, fee = event.amount, event.fee
         elif isinstance(event, DepositSwept):
-            _credit(merchants[event.merchant_id, event.token], treasury[event.token], event.received,
-                    event.fee_charged)
-        elif isinstance(event, Collected):
-            _credit(merchants[event.merchant_id, event.token], treasury[event.token], event.amount, event.fee)
-        elif isinstance(event, Withdrawal):
-            delta = merchants[event.merchant_id, event.token]
-            delta.available -= event.amount
-            delta.withdrawn += event.amount
-        elif isinstance(event, Refunded):
-            delta = merchants[event.merchant_id, event.token]
-            delta.available -= event.amount
-            delta.refunded += event.amount
-        elif isinstance(event, SettlementInitiated):
-            delta = merchants[event.merchant_id, event.token]
-            delta.available -= event.amount
-            delta.settled += event.amount
-            treasury[event.token].available += event.amount
-            treasury[event.token].settled += event.amount
-        elif isinstance(event, TreasuryWithdrawal):
-            treasury[event.token].available -= event.amount
-            treasury[event.token].withdrawn += event.amount
+            gross, fee = event.received, event.fee_charged
+        else:
+            _debit(merchants, treasury, event)
+            continue
+        key = (event.merchant_id, event.token)
+        total = credits.get(key)
+        if total is None:
+            credits[key] = [gross, fee]
+        else:
+            total[0] += gross
+            total[1] += fee
+    for (merchant_key, token), (gross, fee) in credits.items():
+        _credit(merchants[merchant_key, token], treasury[token], gross, fee)
     return dict(merchants), dict(treasury)
+
+
+def _debit(merchants: defaultdict[tuple[bytes, str], MerchantDelta], treasury: defaultdict[str, TreasuryDelta],
+           event: ChainEvent) -> None:
+    if isinstance(event, Withdrawal):
+        delta = merchants[event.merchant_id, event.token]
+        delta.available -= event.amount
+        delta.withdrawn += event.amount
+    elif isinstance(event, Refunded):
+        delta = merchants[event.merchant_id, event.token]
+        delta.available -= event.amount
+        delta.refunded += event.amount
+    elif isinstance(event, SettlementInitiated):
+        delta = merchants[event.merchant_id, event.token]
+        delta.available -= event.amount
+        delta.settled += event.amount
+        treasury[event.token].available += event.amount
+        treasury[event.token].settled += event.amount
+    elif isinstance(event, TreasuryWithdrawal):
+        treasury[event.token].available -= event.amount
+        treasury[event.token].withdrawn += event.amount
 
 
 def _credit(merchant: MerchantDelta, treasury: TreasuryDelta, gross: int, fee: int) -> None:
@@ -83,6 +104,10 @@ def _credit(merchant: MerchantDelta, treasury: TreasuryDelta, gross: int, fee: i
 
 def _cents(amount: int, rate: int) -> int:
     return amount * rate // 10**24  # base units x (LKR/USDT x 1e8) -> LKR cents
+
+
+LEDGER_COLUMNS = ("chain_id", "block_hash", "log_index", "block_number", "tx_hash", "merchant_key", "token", "kind",
+                  "amount", "fee", "rate", "fiat_cents", "fee_fiat_cents", "reference", "counterparty")
 
 
 def ledger_entry(chain_id: int, event: ChainEvent) -> dict[str, object] | None:
@@ -117,6 +142,41 @@ def ledger_entry(chain_id: int, event: ChainEvent) -> dict[str, object] | None:
         return {**base, "merchant_key": None, "token": event.token, "kind": "TREASURY_WITHDRAWAL",
                 "amount": -event.amount, "counterparty": event.to}
     return None
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return NULL
+    if isinstance(value, bytes):
+        return bytea(value)
+    return str(value)
+
+
+def entry_line(entry: Mapping[str, object]) -> str:
+    """A ledger entry as a line of COPY text (``LEDGER_COLUMNS``)."""
+    return "\t".join([_text(entry[c]) for c in LEDGER_COLUMNS]) + "\n"
+
+
+def ledger_lines(chain_id: int, events: Iterable[ChainEvent], gateway: str
+                 ) -> tuple[list[str], list[dict[str, object]]]:
+    """The ledger rows of final gateway events: payments as finished COPY lines (a backfill is
+    made of them: no dict per row), the rest as entries still to be priced. ``ledger_entry`` is
+    the definition of both (a test holds a payment's line equal to its entry's)."""
+    lines: list[str] = []
+    entries: list[dict[str, object]] = []
+    for e in events:
+        if e.address != gateway:
+            continue
+        if type(e) is PaymentReceived:
+            net, fee, rate = e.amount - e.fee, e.fee, e.rate
+            lines.append(
+                f"{chain_id}\t{e.block_hash}\t{e.log_index}\t{e.block_number}\t{e.transaction_hash}\t"
+                f"\\\\x{e.merchant_id.hex()}\t{e.token}\tPAYMENT\t{net}\t{fee}\t{rate}\t{net * rate // 10**24}\t"
+                f"{fee * rate // 10**24}\t0x{e.payment_id.hex()}\t{e.payer}\n"
+            )
+        elif (entry := ledger_entry(chain_id, e)) is not None:
+            entries.append(entry)
+    return lines, entries
 
 
 class MoneyMovements(ChainHandler):

@@ -50,9 +50,10 @@ class TestCrashes:
         self, indexed_chain: IndexedChain, resources: Resources,
     ) -> None:
         indexed_chain.activity(80, seed=11)
-        indexed_chain.emit_payments(20_000, per_tx=100)
+        # one block (50 logs) per transaction: the backfill must outlast twenty lives of the indexer
+        indexed_chain.emit_payments(20_000, per_tx=50)
         head = _head(indexed_chain)
-        env = indexed_chain.indexer_env(OPENPAY_INDEXER_INITIAL_RANGE="2", OPENPAY_INDEXER_MAX_RANGE="3")
+        env = indexed_chain.indexer_env(OPENPAY_INDEXER_INITIAL_RANGE="1", OPENPAY_INDEXER_MAX_RANGE="1")
         rng = random.Random(5)
         kills = 0
         while kills < 20:
