@@ -16,3 +16,13 @@ OUTBOX_BACKLOG = Gauge("openpay_outbox_backlog", "Outbox messages not yet relaye
 MESSAGES_HANDLED = Counter(
     "openpay_messages_handled_total", "Bus messages handled by consumers", ["consumer", "outcome"]
 )
+# deposit sweeps (payments' scheduler job): what was swept, and what the last run left and why
+SWEEP_DEPOSITS = Counter("openpay_sweep_deposits_total", "Deposit addresses swept (sweepBatch mined)")
+SWEEP_BATCHES = Counter("openpay_sweep_batches_total", "sweepBatch transactions", ["outcome"])
+SWEEP_SKIPPED = Gauge(
+    "openpay_sweep_skipped_deposits", "Final deposits the last sweep run left, by reason", ["reason"]
+)
+SWEEP_SKIPPED_USDT = Gauge(
+    "openpay_sweep_skipped_usdt", "USDT waiting at the deposits the last sweep run left, by reason", ["reason"]
+)
+SWEEP_GAS_PRICE = Gauge("openpay_sweep_gas_price_wei", "Gas price the last sweep run read from the chain")

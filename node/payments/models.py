@@ -49,7 +49,8 @@ class Payment(Base):
         Index("ix_payments_open_expiry", "expire_at",
               postgresql_where=text("status IN ('initiated','pending','underpaid')")),
         Index("ix_payments_customer", "merchant_id", "customer_email", "created_at"),
-        Index("ix_payments_unswept", "chain_id", postgresql_where=text("received_final > swept")),
+        # what the sweeper looks at: final deposits not yet swept (money paid with ``pay`` is never here)
+        Index("ix_payments_unswept", "chain_id", postgresql_where=text("deposited_final > swept")),
         {"schema": SCHEMA},
     )
 
@@ -103,6 +104,10 @@ class Payment(Base):
     # what the chain says (sums of payments.receipts; kept here for cheap reads)
     received_seen: Mapped[int] = mapped_column(TokenAmount, default=0)
     received_final: Mapped[int] = mapped_column(TokenAmount, default=0)
+    # the final part of ``received_final`` that came as plain transfers to the deposit address (kind
+    # TRANSFER): what a sweep can collect. ``pay`` credits the gateway directly, nothing waits for it.
+    # A server default: the API's hot-path insert names its columns and does not list this one.
+    deposited_final: Mapped[int] = mapped_column(TokenAmount, default=0, server_default=text("0"))
     swept: Mapped[int] = mapped_column(TokenAmount, default=0)
     refunded_units: Mapped[int] = mapped_column(TokenAmount, default=0)
     tx_hash: Mapped[str | None] = mapped_column(String(66))

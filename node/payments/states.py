@@ -48,7 +48,8 @@ def _target(p: Payment, seen: int, final: int) -> str:
 
 
 async def recompute(session: AsyncSession, settings: Settings, payment_ids: Iterable[uuid.UUID]) -> list[Payment]:
-    """Re-derive each payment's chain fields and state from its receipts; announce changes."""
+    """Re-derive each payment's chain fields and state from its receipts; announce changes.
+    A reorg deletes receipts and calls this again, so the sums (``deposited_final`` too) follow."""
     ids = sorted(set(payment_ids))
     if not ids:
         return []
@@ -58,7 +59,10 @@ async def recompute(session: AsyncSession, settings: Settings, payment_ids: Iter
         select(Payment).where(Payment.id == any_(wanted)).order_by(Payment.id).with_for_update())).scalars())
     sums = {row.payment_id: row for row in (await session.execute(
         select(Receipt.payment_id, func.coalesce(func.sum(Receipt.amount), 0).label("seen"),
-               func.coalesce(func.sum(Receipt.amount).filter(Receipt.final), 0).label("final"))
+               func.coalesce(func.sum(Receipt.amount).filter(Receipt.final), 0).label("final"),
+               # what the sweeper may collect: only transfers wait at the deposit address
+               func.coalesce(func.sum(Receipt.amount).filter(Receipt.final, Receipt.kind == "TRANSFER"), 0)
+               .label("deposited"))
         .where(Receipt.payment_id == any_(wanted)).group_by(Receipt.payment_id)))}
     last = {row.payment_id: row for row in (await session.execute(
         select(Receipt).distinct(Receipt.payment_id).where(Receipt.payment_id == any_(wanted))
@@ -67,12 +71,12 @@ async def recompute(session: AsyncSession, settings: Settings, payment_ids: Iter
     now = datetime.now(UTC)
     for p in payments:
         agg = sums.get(p.id)
-        seen, final = (int(agg.seen), int(agg.final)) if agg else (0, 0)
+        seen, final, deposited = (int(agg.seen), int(agg.final), int(agg.deposited)) if agg else (0, 0, 0)
         if seen > 0 and p.status in ("expired", "failed") and p.received_seen == 0 and p.late_decision is None:
             p.late = True
         target = _target(p, seen, final)
         receipt = last.get(p.id)
-        p.received_seen, p.received_final = seen, final
+        p.received_seen, p.received_final, p.deposited_final = seen, final, deposited
         p.tx_hash = receipt.tx_hash if receipt else None
         p.payer = receipt.payer if receipt else None
         p.block_number = receipt.block_number if receipt else None

@@ -3,18 +3,24 @@ payment-link expiry, and the test chain's simulated customer."""
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import structlog
 from eth_utils.address import to_checksum_address
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from chain.errors import ChainError
+from chain.errors import ChainError, ContractRevert
 from node.config import Settings
 from node.db import Database
+from node.metrics import SWEEP_BATCHES, SWEEP_DEPOSITS, SWEEP_GAS_PRICE, SWEEP_SKIPPED, SWEEP_SKIPPED_USDT
+from node.money import format_units, from_base_units
 from node.payments import links, onchain, refunds, states
 from node.payments.models import Payment
 from node.payments.service import intent_of
+from node.settlement.sweeps import SkippedSweep, SweepCandidate, plan_sweep_batches
 
 log = structlog.get_logger(__name__)
 
@@ -34,32 +40,129 @@ async def expire_links(db: Database) -> int:
         return await links.expire_due(session)
 
 
+SWEEP_LEASE = timedelta(minutes=5)  # a claimed deposit is not swept again before this (the tx may still land)
+
+
+@dataclass
+class SweepRun:
+    """What one sweep run did: ``swept`` deposits in ``batches`` mined ``sweepBatch`` transactions,
+    those it left (``skipped``, with reasons) and the error that stopped it, if any."""
+
+    swept: int = 0
+    batches: int = 0
+    gas_price: int | None = None
+    skipped: list[SkippedSweep] = field(default_factory=list)
+    error: str | None = None
+
+    def skipped_totals(self) -> dict[str, tuple[int, int]]:
+        """reason -> (deposits, base units waiting at them)."""
+        totals: dict[str, tuple[int, int]] = {}
+        for s in self.skipped:
+            count, total = totals.get(s.reason, (0, 0))
+            totals[s.reason] = (count + 1, total + s.candidate.received)
+        return totals
+
+
 async def sweep_deposits(db: Database, settings: Settings, operator: onchain.Operator) -> int:
-    """``sweepBatch`` over final deposits not yet swept, ``settings.sweep_batch_size`` per tx.
-    Swept amounts are recorded from the indexed ``DepositSwept`` events, not from here."""
+    """The scheduler's job: :func:`run_sweeps`, answering how many deposits were swept."""
+    return (await run_sweeps(db, settings, operator)).swept
+
+
+async def run_sweeps(db: Database, settings: Settings, operator: onchain.Operator) -> SweepRun:
+    """``sweepBatch`` over final deposits not yet swept (``deposited_final > swept``: plain transfers
+    to the deposit address; money paid with ``pay`` is already in the gateway), planned by
+    :func:`node.settlement.sweeps.plan_sweep_batches` at the chain's current gas price: nothing while
+    gas costs more than ``sweep_max_gas_price_wei``, deposits under ``sweep_dust_usdt`` left (logged,
+    swept once more arrives), the rest in batches of ``sweep_batch_size``.
+
+    Each batch is claimed (``sweep_at``) and committed before its transaction is sent, so no row lock
+    is held while waiting for the chain (the indexer locks these rows to recompute them); a claim
+    keeps the deposits out of other runs for ``SWEEP_LEASE``. Swept amounts are recorded from the
+    indexed ``DepositSwept`` events, not from here."""
     dep = onchain.deployment(settings)
+    run = SweepRun()
+    async with db.unit_of_work() as session:
+        candidates = await _sweep_candidates(session, dep.chain_id, datetime.now(UTC) - SWEEP_LEASE)
+    if not candidates:
+        _report(run)
+        return run
+    try:
+        run.gas_price = int(await operator.rpc.request("eth_gasPrice"), 16)
+    except (ChainError, TypeError, ValueError) as exc:
+        run.error = f"no gas price: {exc}"[:300]
+        log.warning("sweep: no gas price from the chain", error=run.error, waiting=len(candidates))
+        return run
+    batches, run.skipped = plan_sweep_batches(candidates, run.gas_price, settings)
+    _report(run)
     art = onchain.artifacts()["OpenPayGateway"]
-    stale = datetime.now(UTC) - timedelta(minutes=5)
-    swept = 0
-    while True:
+    for batch in batches:
+        claimed_at = datetime.now(UTC)
         async with db.unit_of_work() as session:
-            batch = list((await session.execute(
-                select(Payment).where(Payment.chain_id == dep.chain_id, Payment.received_final > Payment.swept,
-                                      or_(Payment.sweep_at.is_(None), Payment.sweep_at < stale))
-                .order_by(Payment.created_at).limit(settings.sweep_batch_size)
-                .with_for_update(skip_locked=True))).scalars())
-            if not batch:
-                return swept
-            data = art.encode_call("sweepBatch", [intent_of(p).as_tuple() for p in batch])
-            try:
-                receipt = await operator.sender.send(dep.gateway, data)
-            except ChainError as exc:
-                log.warning("sweep failed", count=len(batch), error=str(exc)[:300])
-                return swept
-            now = datetime.now(UTC)
-            for p in batch:
-                p.sweep_tx, p.sweep_at = receipt.tx_hash, now
-            swept += len(batch)
+            claimed = await _claim(session, [c.key for c in batch], claimed_at - SWEEP_LEASE, claimed_at)
+            intents = [intent_of(p).as_tuple() for p in claimed]
+            ids = [p.id for p in claimed]
+        if not ids:
+            continue  # another run took them meanwhile
+        try:
+            receipt = await operator.sender.send(dep.gateway, art.encode_call("sweepBatch", intents))
+        except ChainError as exc:
+            run.error = str(exc)[:300]
+            sent = not isinstance(exc, ContractRevert) or exc.tx_hash is not None
+            if not sent:
+                # refused at estimation, nothing went out: the next run may try again at once
+                async with db.unit_of_work() as session:
+                    await session.execute(update(Payment).where(Payment.id.in_(ids), Payment.sweep_at == claimed_at)
+                                          .values(sweep_at=None))
+            # else it may still be mined (or was, and reverted): the claim stands until the lease ends
+            SWEEP_BATCHES.labels("failed").inc()
+            log.warning("sweep failed", count=len(ids), sent=sent, error=run.error)
+            break
+        async with db.unit_of_work() as session:
+            await session.execute(update(Payment).where(Payment.id.in_(ids)).values(sweep_tx=receipt.tx_hash))
+        run.swept += len(ids)
+        run.batches += 1
+        SWEEP_BATCHES.labels("mined").inc()
+        SWEEP_DEPOSITS.inc(len(ids))
+    if run.swept:
+        log.info("swept deposits", count=run.swept, batches=run.batches, gas_price=run.gas_price)
+    return run
+
+
+async def _sweep_candidates(session: AsyncSession, chain_id: int, stale: datetime) -> list[SweepCandidate]:
+    """What waits at each deposit address of the chain, unclaimed (two columns over the partial
+    index ``ix_payments_unswept``); the planner decides what to do with it."""
+    waiting = Payment.deposited_final - Payment.swept
+    rows = await session.execute(
+        select(Payment.id, waiting).where(Payment.chain_id == chain_id, Payment.deposited_final > Payment.swept,
+                                          or_(Payment.sweep_at.is_(None), Payment.sweep_at < stale))
+        .order_by(Payment.created_at))
+    return [SweepCandidate(pid, int(amount)) for pid, amount in rows]
+
+
+async def _claim(session: AsyncSession, ids: list[Hashable], stale: datetime, now: datetime) -> list[Payment]:
+    """The batch's payments still waiting and unclaimed, now claimed; rows another run holds or
+    took meanwhile are left out."""
+    claimed = list((await session.execute(
+        select(Payment).where(Payment.id.in_(ids), Payment.deposited_final > Payment.swept,
+                              or_(Payment.sweep_at.is_(None), Payment.sweep_at < stale))
+        .order_by(Payment.created_at).with_for_update(skip_locked=True))).scalars())
+    for p in claimed:
+        p.sweep_at = now
+    return claimed
+
+
+def _report(run: SweepRun) -> None:
+    """Logs and exports what this run left: per reason, how many deposits and how much waits there."""
+    if run.gas_price is not None:
+        SWEEP_GAS_PRICE.set(run.gas_price)
+    totals = run.skipped_totals()
+    for reason in ("dust", "gas_price_too_high"):
+        count, total = totals.get(reason, (0, 0))
+        SWEEP_SKIPPED.labels(reason).set(count)
+        SWEEP_SKIPPED_USDT.labels(reason).set(float(from_base_units(total)))
+        if count:
+            log.info("sweep: deposits left", reason=reason, count=count, total_usdt=format_units(total),
+                     gas_price=run.gas_price)
 
 
 async def simulate_customer(settings: Settings, payment: Payment) -> str:
