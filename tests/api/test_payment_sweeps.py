@@ -27,7 +27,7 @@ MIGRATION = "node.migrations.versions.20261125_payments_0002_deposited_final"
 
 
 def sdk(node: PaymentNode, account: MerchantAccount) -> SdkClient:
-    return SdkClient(node.http, account.sdk_credential("test"))  # type: ignore[arg-type]
+    return SdkClient(node.http, account.sdk_credential("test"))
 
 
 async def row(node: PaymentNode, payment_id: str) -> Payment:
@@ -148,7 +148,8 @@ class TestWhatTheSweeperPicks:
         run = await tasks.run_sweeps(pay_node.resources.db, dear, operator)
         assert run.swept == 0 and run.batches == 0 and run.gas_price is not None and run.gas_price > 1
         assert payment.id in skipped(run, "gas_price_too_high")
-        assert REGISTRY.get_sample_value("openpay_sweep_skipped_deposits", {"reason": "gas_price_too_high"}) >= 1
+        left = REGISTRY.get_sample_value("openpay_sweep_skipped_deposits", {"reason": "gas_price_too_high"})
+        assert left is not None and left >= 1
         assert await tasks.sweep_deposits(pay_node.resources.db, dear, operator) == 0
         assert pay_node.chain.chain.rpc.request(
             "eth_getTransactionCount", [operator.sender.address, "latest"]) == nonce  # nothing sent
