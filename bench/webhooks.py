@@ -190,8 +190,10 @@ def serve_dispatcher() -> None:
 
 
 async def measure_throughput(db: Database, settings: Settings, url: str, count: int, dispatchers: int = 1,
-                             receiver_pid: int | None = None) -> tuple[float, float, float]:
-    """Deliveries/s, and CPU ms per delivery of this process (the dispatcher) and of the receiver."""
+                             receiver_pid: int | None = None, pgdata: Path | None = None,
+                             ) -> tuple[float, dict[str, float]]:
+    """Deliveries/s, and CPU ms per delivery of this process (the dispatcher), the receiver and
+    PostgreSQL (when the bench started it)."""
     endpoints = await make_endpoints(db, settings, url, merchants=4, per_merchant=2, events=["payment.*"])
     now = datetime.now(UTC)
     for start in range(0, count, 2000):
@@ -213,8 +215,8 @@ async def measure_throughput(db: Database, settings: Settings, url: str, count: 
     extra = [subprocess.Popen([sys.executable, __file__, "--serve-dispatcher"], env=env)  # noqa: ASYNC220
              for _ in range(dispatchers - 1)]
     started = time.perf_counter()
-    cpu = time.process_time()
-    receiver_cpu = cpu_seconds(receiver_pid) if receiver_pid else 0.0
+    cpu = {"dispatcher": time.process_time(), "receiver": cpu_seconds(receiver_pid) if receiver_pid else 0.0,
+           "postgres": postgres_cpu_seconds(pgdata)}
     task = asyncio.ensure_future(dispatcher.run(stop))
     while True:
         await asyncio.sleep(0.2)
@@ -224,8 +226,9 @@ async def measure_throughput(db: Database, settings: Settings, url: str, count: 
         if done >= count:
             break
     elapsed = time.perf_counter() - started
-    cpu = (time.process_time() - cpu) * 1000 / count
-    receiver_cpu = (cpu_seconds(receiver_pid) - receiver_cpu) * 1000 / count if receiver_pid else 0.0
+    after = {"dispatcher": time.process_time(), "receiver": cpu_seconds(receiver_pid) if receiver_pid else 0.0,
+             "postgres": postgres_cpu_seconds(pgdata)}
+    cpu = {name: (after[name] - cpu[name]) * 1000 / count for name in cpu}
     stop.set()
     await task
     for process in extra:
@@ -233,7 +236,7 @@ async def measure_throughput(db: Database, settings: Settings, url: str, count: 
         process.wait(10)
     async with db.unit_of_work() as session:
         await session.execute(update(Endpoint).where(Endpoint.id.in_(ids)).values(enabled=False))
-    return count / elapsed, cpu, receiver_cpu
+    return count / elapsed, cpu
 
 
 # --- 2. latency ---
@@ -332,6 +335,21 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (Linux), to divide by the work done."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds(pgdata: Path | None) -> float:
+    """CPU time of the bench's own PostgreSQL: the postmaster and its backends (0 if not ours)."""
+    if pgdata is None or not (pgdata / "postmaster.pid").exists():
+        return 0.0
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    total = cpu_seconds(postmaster)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                total += cpu_seconds(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def role_command(role: str, profile: Path | None) -> list[str]:
@@ -479,6 +497,7 @@ async def run(args: argparse.Namespace) -> None:
     base = Settings(_env_file=None, environment=Environment.test)
     urls = {"database_url": base.database_url, "redis_url": base.redis_url, "nats_url": base.nats_url}
     data = Path(tempfile.mkdtemp(prefix="bench-webhooks-"))
+    pgdata: Path | None = None
     if not urls["database_url"]:
         pg = EmbeddedPostgres(data / "pg", free_port(), durable=False)
         pg.start()
@@ -486,6 +505,7 @@ async def run(args: argparse.Namespace) -> None:
         pg.psql("ALTER SYSTEM SET track_commit_timestamp = on")
         pg.stop()
         pg.start()
+        pgdata = pg.pgdata
         servers.append(pg)
         urls["database_url"] = pg.url
     if not urls["redis_url"]:
@@ -505,11 +525,11 @@ async def run(args: argparse.Namespace) -> None:
         db = Database.from_settings(settings)
         try:
             if "throughput" in phases:
-                rate, cpu, receiver_cpu = await measure_throughput(db, settings, url, args.deliveries,
-                                                                   args.dispatchers, receiver.pid)
+                rate, cpu = await measure_throughput(db, settings, url, args.deliveries, args.dispatchers,
+                                                     receiver.pid, pgdata)
                 print(f"throughput: {rate:,.0f} deliveries/s ({args.deliveries:,} signed deliveries, 8 endpoints, "
                       f"{args.dispatchers} dispatcher process(es), receiver in another process); CPU per delivery: "
-                      f"dispatcher {cpu:.3f} ms, receiver {receiver_cpu:.3f} ms", flush=True)
+                      + ", ".join(f"{name} {ms:.3f} ms" for name, ms in cpu.items() if ms), flush=True)
             if "announce" in phases:
                 latencies = await measure_latency(db, settings, url, args.events, args.rate)
                 print(f"announce -> signed webhook received: {_summary(latencies)} "

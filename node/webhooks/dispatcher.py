@@ -139,8 +139,9 @@ class DeliveryDispatcher:
         if not results:
             return 0
         try:
-            async with self.db.unit_of_work() as session:
-                await repo.record_attempts(session, results)
+            async with self.db.engine.connect() as conn:  # one statement: no BEGIN/COMMIT round trips
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await repo.record_attempts(conn, results)
         except Exception:
             self._results[:0] = results  # kept for the next flush; the lease covers a crash meanwhile
             raise

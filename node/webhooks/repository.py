@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, text, update
+from sqlalchemy import Table, and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -23,7 +23,6 @@ from node.webhooks.models import (
 
 WAKE_CHANNEL = "webhooks_deliveries"
 DELIVERIES: Table = Delivery.__table__  # type: ignore[assignment]
-ATTEMPTS: Table = DeliveryAttempt.__table__  # type: ignore[assignment]
 
 
 # --- keys ---
@@ -261,46 +260,51 @@ class AttemptRecord:
     next_attempt_at: datetime | None
 
 
-async def record_attempts(session: AsyncSession, records: Sequence[AttemptRecord]) -> None:
-    """Writes finished attempts and moves their deliveries on, in one batch. Only a delivery
-    still DELIVERING in the same round is moved, so a late result cannot undo a replay."""
+_RECORD = text("""
+WITH done AS (
+    SELECT * FROM unnest(
+        CAST(:ids AS uuid[]), CAST(:attempts AS integer[]), CAST(:started AS timestamptz[]),
+        CAST(:success AS boolean[]), CAST(:codes AS integer[]), CAST(:latency AS integer[]),
+        CAST(:excerpts AS text[]), CAST(:errors AS text[]), CAST(:statuses AS varchar[]),
+        CAST(:next AS timestamptz[])
+    ) AS t(delivery_id, attempt, started_at, success, status_code, latency_ms, response_excerpt, error,
+           status, next_attempt_at)
+), logged AS (
+    INSERT INTO webhooks.attempts
+        (delivery_id, attempt, started_at, success, status_code, latency_ms, response_excerpt, error)
+    SELECT delivery_id, attempt, started_at, success, status_code, latency_ms, response_excerpt, error FROM done
+), moved AS (
+    UPDATE webhooks.deliveries d
+    SET status = done.status, next_attempt_at = coalesce(done.next_attempt_at, d.next_attempt_at),
+        delivered_at = CASE WHEN done.success THEN done.started_at END, last_status_code = done.status_code,
+        last_error = done.error
+    FROM done
+    WHERE d.id = done.delivery_id AND d.status = 'DELIVERING' AND d.attempts = done.attempt
+    RETURNING d.id, d.status, d.endpoint_id, d.ordering_key, d.occurred_at, d.seq, d.next_attempt_at
+)
+-- the later deliveries of a failing delivery's key wait for it anyway; moving their time to its
+-- retry keeps them off the due index, so claims do not walk past them during an outage
+UPDATE webhooks.deliveries f SET next_attempt_at = GREATEST(f.next_attempt_at, moved.next_attempt_at)
+FROM moved
+WHERE moved.status = 'FAILED' AND moved.ordering_key IS NOT NULL
+  AND f.endpoint_id = moved.endpoint_id AND f.ordering_key = moved.ordering_key AND f.status = 'PENDING'
+  AND (f.occurred_at, f.seq) > (moved.occurred_at, moved.seq)
+""")
+
+
+async def record_attempts(session: AsyncSession | AsyncConnection, records: Sequence[AttemptRecord]) -> None:
+    """Writes finished attempts and moves their deliveries on: one statement for the batch
+    (atomic by itself, so it needs no transaction around it). Only a delivery still DELIVERING
+    in the same round is moved, so a late result cannot undo a replay."""
     if not records:
         return
-    conn = await session.connection()
-    # Core, not the ORM bulk path: this runs for every attempt and the ORM's per-row work showed
-    await conn.execute(ATTEMPTS.insert(), [{
-        "delivery_id": r.delivery_id, "attempt": r.attempt, "started_at": r.started_at, "success": r.success,
-        "status_code": r.status_code, "latency_ms": r.latency_ms, "response_excerpt": r.response_excerpt,
-        "error": r.error,
-    } for r in records])
-    columns = DELIVERIES.c
-    stmt = (
-        update(DELIVERIES)
-        .where(columns.id == bindparam("b_id"), columns.status == DeliveryStatus.delivering,
-               columns.attempts == bindparam("b_attempt"))
-        .values(status=bindparam("b_status"),
-                next_attempt_at=func.coalesce(bindparam("b_next"), columns.next_attempt_at),
-                delivered_at=bindparam("b_delivered"), last_status_code=bindparam("b_code"),
-                last_error=bindparam("b_error"))
-    )
-    await conn.execute(stmt, [{
-        "b_id": r.delivery_id, "b_attempt": r.attempt, "b_status": r.status, "b_next": r.next_attempt_at,
-        "b_delivered": r.started_at if r.success else None, "b_code": r.status_code, "b_error": r.error,
-    } for r in records])
-    failed = [r.delivery_id for r in records if r.status == DeliveryStatus.failed]
-    if failed:
-        await session.execute(_HOLD_FOLLOWERS, {"failed": failed})
-
-
-# the later deliveries of a failing delivery's key wait for it anyway; moving their time to its
-# retry keeps them off the due index, so claims do not walk past them during an outage
-_HOLD_FOLLOWERS = text("""
-UPDATE webhooks.deliveries f SET next_attempt_at = GREATEST(f.next_attempt_at, d.next_attempt_at)
-FROM webhooks.deliveries d
-WHERE d.id = ANY(CAST(:failed AS uuid[])) AND d.status = 'FAILED' AND d.ordering_key IS NOT NULL
-  AND f.endpoint_id = d.endpoint_id AND f.ordering_key = d.ordering_key AND f.status = 'PENDING'
-  AND (f.occurred_at, f.seq) > (d.occurred_at, d.seq)
-""")
+    await session.execute(_RECORD, {
+        "ids": [r.delivery_id for r in records], "attempts": [r.attempt for r in records],
+        "started": [r.started_at for r in records], "success": [r.success for r in records],
+        "codes": [r.status_code for r in records], "latency": [r.latency_ms for r in records],
+        "excerpts": [r.response_excerpt for r in records], "errors": [r.error for r in records],
+        "statuses": [str(r.status) for r in records], "next": [r.next_attempt_at for r in records],
+    })
 
 
 async def get_delivery(session: AsyncSession, merchant_id: uuid.UUID, delivery_id: uuid.UUID) -> Delivery | None:
