@@ -6,26 +6,24 @@ parameters; COPY streams any number of rows through the driver's binary encoder.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 
 import asyncpg
 from sqlalchemy import Table, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.util import greenlet_spawn
 
 
-async def driver_connection(session: AsyncSession, *, begin: bool = True) -> asyncpg.Connection:
+async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     """The asyncpg connection under the session, inside the session's transaction.
 
     SQLAlchemy's adapter opens the asyncpg transaction lazily, on the first statement; without
     one, work done on the driver directly would commit on its own (found by the crash test).
-    ``begin=False`` leaves it that way when nothing was done yet: for a unit of work whose one
-    write is a single statement, which needs no BEGIN/COMMIT round trips to be atomic.
     """
     connection = await session.connection()
     raw = await connection.get_raw_connection()
     driver: asyncpg.Connection = raw.driver_connection
-    if not begin:
-        return driver
     if not driver.is_in_transaction():
         # the adapter's own BEGIN (no round trip of its own beyond it), so SQLAlchemy commits it;
         # a statement through the session does the same where the adapter lacks the method
@@ -36,6 +34,22 @@ async def driver_connection(session: AsyncSession, *, begin: bool = True) -> asy
             await session.execute(text("SELECT 1"))
     assert driver.is_in_transaction()
     return driver
+
+
+@asynccontextmanager
+async def sole_write_connection(session: AsyncSession) -> AsyncIterator[asyncpg.Connection]:
+    """A driver connection for a unit of work whose only write is ONE statement, which is atomic
+    on its own: when the session has not begun a transaction, a pooled connection in autocommit
+    (no BEGIN and COMMIT round trips, no session machinery); otherwise the session's own, inside
+    its transaction, so the statement commits or rolls back with what came before."""
+    if session.in_transaction() or not isinstance(session.bind, AsyncEngine):
+        yield await driver_connection(session)
+        return
+    raw = await session.bind.raw_connection()
+    try:
+        yield raw.driver_connection
+    finally:
+        await greenlet_spawn(raw.close)
 
 
 async def copy_insert_ignoring_duplicates(

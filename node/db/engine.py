@@ -55,10 +55,14 @@ class Database:
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncSession]:
-        """A session whose work commits once at the end, or rolls back on error."""
+        """A session whose work commits once at the end, or rolls back on error.
+
+        The transaction begins with the first statement (a unit of work that never touches the
+        session costs no BEGIN, COMMIT or pooled connection)."""
         async with self.sessions() as session:
-            async with session.begin():
-                yield session
+            yield session
+            if session.in_transaction():
+                await session.commit()
             for hook in self._commit_hooks:
                 await hook(session)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, localcontext
 from typing import Any, NamedTuple
@@ -24,7 +26,7 @@ from node.admin.platform import get_settings as platform_settings
 from node.auth.principal import MerchantPrincipal
 from node.bus import announce
 from node.config import Settings
-from node.db.bulk import driver_connection
+from node.db.bulk import driver_connection, sole_write_connection
 from node.errors import Forbidden, NotFound, ValidationFailed
 from node.exchange import rates
 from node.merchants.service import ensure_live_allowed, reserve_instant_access
@@ -181,47 +183,53 @@ async def create_payment(session: AsyncSession, settings: Settings, principal: M
     exchange_fee, platform_fee = fee_units(units, exchange_pct), fee_units(units, platform_pct)
     if principal.mode == "live":
         await reserve_instant_access(session, settings, principal.merchant_id, units)
-    driver = await driver_connection(session, begin=not sole_write)
-    scored = risk.score(units, await _risk_inputs(driver, settings, principal.merchant_id, request.customer_email),
-                        settings, has_customer=request.customer_email is not None)
-    risk.check(scored, settings)
-    pid = uuid.uuid4()
-    sequence = await _sequence.next(driver)
-    deadline = int(expire_at.timestamp())
-    intent = PaymentIntent(
-        payment_id=payment_id(pid, sequence), merchant_id=uuid_to_bytes32(principal.merchant_id),
-        token=dep.token, amount=units, fee=exchange_fee + platform_fee, fiat_amount=cents,
-        rate=rate_to_fixed(usdt_rate.rate), deadline=deadline,
-    )
-    dom = onchain.domain(dep)
-    signature, deposit = onchain.sign_and_deposit(intent, dom, dep.forwarder_implementation,
-                                                  settings.operator_key.get_secret_value())
-    values: dict[str, Any] = dict(
-        id=pid, merchant_id=principal.merchant_id, branch_id=branch_id, mode=principal.mode,
-        payment_no=numbers.payment_no(settings, now, sequence), merchant_trade_no=request.merchant_trade_no,
-        amount=request.amount,
-        currency=request.currency, amount_units=units, fiat_cents=cents, rate=usdt_rate.rate,
-        rate_source=usdt_rate.source, exchange_rate=exchange_rate, exchange_fee_pct=exchange_pct,
-        platform_fee_pct=platform_pct, exchange_fee_units=exchange_fee, platform_fee_units=platform_fee,
-        provider=request.provider,
-        provider_pay_id=numbers.provider_pay_id(settings, request.provider, sequence),
-        status="initiated", customer_email=request.customer_email, customer_billing=request.customer_billing,
-        goods=request.goods, description=request.description, success_url=request.success_url,
-        cancel_url=request.cancel_url, webhook_url=request.webhook_url, link_id=link_id, source=source,
-        risk_score=scored.score, risk_flags=scored.flags, expire_at=expire_at, created_at=now, updated_at=now,
-        chain_id=dep.chain_id, sequence=sequence, onchain_id=intent.payment_id, merchant_key=intent.merchant_id,
-        token=dep.token.lower(), deadline=deadline, rate_fixed=intent.rate,
-        signature=signature, deposit_address=deposit, received_seen=0, received_final=0, swept=0,
-        refunded_units=0, late=False,
-    )
-    # the API's hot path: one prepared statement on the driver instead of an ORM flush and a
-    # second insert; the returned object is detached, its fields are what was stored
-    payment = _transient(values)
-    wire = payment_object(payment, settings.public_url)
-    await driver.execute(
-        _INSERT_ANNOUNCED, *(_json(values[c]) if c in _JSON_COLUMNS else values[c] for c in _PAYMENT_COLUMNS),
-        uuid.uuid4(), "payment.initiated", str(pid), _json(wire))
-    return Created(payment, wire)
+    connection = sole_write_connection(session) if sole_write else _in_session(session)
+    async with connection as driver:
+        scored = risk.score(units, await _risk_inputs(driver, settings, principal.merchant_id, request.customer_email),
+                            settings, has_customer=request.customer_email is not None)
+        risk.check(scored, settings)
+        pid = uuid.uuid4()
+        sequence = await _sequence.next(driver)
+        deadline = int(expire_at.timestamp())
+        intent = PaymentIntent(
+            payment_id=payment_id(pid, sequence), merchant_id=uuid_to_bytes32(principal.merchant_id),
+            token=dep.token, amount=units, fee=exchange_fee + platform_fee, fiat_amount=cents,
+            rate=rate_to_fixed(usdt_rate.rate), deadline=deadline,
+        )
+        dom = onchain.domain(dep)
+        signature, deposit = onchain.sign_and_deposit(intent, dom, dep.forwarder_implementation,
+                                                      settings.operator_key.get_secret_value())
+        values: dict[str, Any] = dict(
+            id=pid, merchant_id=principal.merchant_id, branch_id=branch_id, mode=principal.mode,
+            payment_no=numbers.payment_no(settings, now, sequence), merchant_trade_no=request.merchant_trade_no,
+            amount=request.amount,
+            currency=request.currency, amount_units=units, fiat_cents=cents, rate=usdt_rate.rate,
+            rate_source=usdt_rate.source, exchange_rate=exchange_rate, exchange_fee_pct=exchange_pct,
+            platform_fee_pct=platform_pct, exchange_fee_units=exchange_fee, platform_fee_units=platform_fee,
+            provider=request.provider,
+            provider_pay_id=numbers.provider_pay_id(settings, request.provider, sequence),
+            status="initiated", customer_email=request.customer_email, customer_billing=request.customer_billing,
+            goods=request.goods, description=request.description, success_url=request.success_url,
+            cancel_url=request.cancel_url, webhook_url=request.webhook_url, link_id=link_id, source=source,
+            risk_score=scored.score, risk_flags=scored.flags, expire_at=expire_at, created_at=now, updated_at=now,
+            chain_id=dep.chain_id, sequence=sequence, onchain_id=intent.payment_id, merchant_key=intent.merchant_id,
+            token=dep.token.lower(), deadline=deadline, rate_fixed=intent.rate,
+            signature=signature, deposit_address=deposit, received_seen=0, received_final=0, swept=0,
+            refunded_units=0, late=False,
+        )
+        # the API's hot path: one prepared statement on the driver instead of an ORM flush and a
+        # second insert; the returned object is detached, its fields are what was stored
+        payment = _transient(values)
+        wire = payment_object(payment, settings.public_url)
+        await driver.execute(
+            _INSERT_ANNOUNCED, *(_json(values[c]) if c in _JSON_COLUMNS else values[c] for c in _PAYMENT_COLUMNS),
+            uuid.uuid4(), "payment.initiated", str(pid), _json(wire))
+        return Created(payment, wire)
+
+
+@asynccontextmanager
+async def _in_session(session: AsyncSession) -> AsyncIterator[asyncpg.Connection]:
+    yield await driver_connection(session)
 
 
 async def _risk_inputs(driver: asyncpg.Connection, settings: Settings, merchant_id: uuid.UUID,
