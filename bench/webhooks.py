@@ -360,6 +360,7 @@ def role_command(role: str, profile: Path | None) -> list[str]:
 
 async def measure_block_latency(
     db: Database, settings: Settings, url: str, count: int, rate: float, profile: Path | None = None,
+    pgdata: Path | None = None,
 ) -> tuple[list[float], dict[str, list[float]], float, int, dict[str, float]]:
     """``count`` payments created first, then paid one per block at ``rate``/s; latency = the moment
     ``evm_mine`` returns (the block with the payment's ``pay`` exists; newHeads goes out) -> the
@@ -398,6 +399,7 @@ async def measure_block_latency(
             # automine anvil answers eth_sendTransaction before its block is mined
             await _rpc(http, rpc_url, "evm_setAutomine", [False])
             cpu = {role: cpu_seconds(process.pid) for role, process in roles.items()}
+            cpu["postgres"] = postgres_cpu_seconds(pgdata)
             for pid, data in calls:
                 started = time.time_ns()
                 tx_hash = await _transact(http, rpc_url, PAYER, deployment.gateway, data)
@@ -410,7 +412,9 @@ async def measure_block_latency(
                 await asyncio.sleep(max(0.0, 1 / rate - (time.time_ns() - started) / 1e9))
             await _rpc(http, rpc_url, "evm_setAutomine", [True])
         stats = await _wait_paid(url, set(mined), 60)
-        cpu = {role: (cpu_seconds(process.pid) - cpu[role]) * 1000 / len(mined) for role, process in roles.items()}
+        after = {role: cpu_seconds(process.pid) for role, process in roles.items()}
+        after["postgres"] = postgres_cpu_seconds(pgdata)
+        cpu = {name: (after[name] - cpu[name]) * 1000 / len(mined) for name in cpu}
     finally:
         for process in roles.values():
             process.terminate()
@@ -543,12 +547,12 @@ async def run(args: argparse.Namespace) -> None:
                                                     "indexer_confirmations": 0})
                 chain = chain.model_copy(update={"deployment_file": ensure_contracts(chain, lambda _: None)})
                 latencies, stages, send_ms, bad, role_cpu = await measure_block_latency(
-                    db, chain, url, args.payments, args.payment_rate, args.profile_roles)
+                    db, chain, url, args.payments, args.payment_rate, args.profile_roles, pgdata)
                 print(f"block -> signed webhook received: {_summary(latencies)} ({len(latencies)} of "
                       f"{args.payments} payments paid one per block at {args.payment_rate:g}/s, confirmation "
                       f"depth 0; from evm_mine returning (mean round trip "
                       f"{send_ms:.1f} ms); indexer and worker role processes; {bad} bad signatures)")
-                print("  CPU per payment: " + ", ".join(f"{role} {ms:.1f} ms" for role, ms in role_cpu.items()))
+                print("  CPU per payment: " + ", ".join(f"{name} {ms:.1f} ms" for name, ms in role_cpu.items() if ms))
                 for name, values in stages.items():
                     print(f"  {name:<34} {_summary(values)}")
         finally:
