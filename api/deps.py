@@ -152,8 +152,9 @@ async def _limit_principal(limiter: RateLimiter, response: Response, principal: 
         response.headers.update(decision.headers())
 
 
-async def _current_merchant(request: Request, response: Response, session: Session, resources: Resources,
-                            limiter: Limiter) -> MerchantPrincipal:
+async def _current_merchant(request: Request, response: Response, session: Session) -> MerchantPrincipal:
+    # resources and limiter straight from the app: each declared dependency costs every request
+    resources, limiter = await _resources(request), await _limiter(request)
     if any(h in request.headers for h in ("x-api-key", "x-signature", "x-timestamp")):
         return await _hmac_principal(request, response, session, resources, limiter)
     token = _bearer(request)
@@ -164,8 +165,8 @@ async def _current_merchant(request: Request, response: Response, session: Sessi
     return principal
 
 
-async def _api_key_merchant(request: Request, response: Response, session: Session, resources: Resources,
-                            limiter: Limiter) -> MerchantPrincipal:
+async def _api_key_merchant(request: Request, response: Response, session: Session) -> MerchantPrincipal:
+    resources, limiter = await _resources(request), await _limiter(request)
     if _bearer(request) is not None and "x-api-key" not in request.headers:
         raise Unauthorized(MISSING_HEADERS)
     return await _hmac_principal(request, response, session, resources, limiter)
