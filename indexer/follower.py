@@ -94,9 +94,23 @@ class DecodedRange:
     counts: Counter[str]
 
     @classmethod
-    def of(cls, chain_id: int, fetched: FetchedRange, finalized: int) -> DecodedRange:
-        rows, events = decode_rows(chain_id, fetched.logs, finalized)
-        return cls(fetched.start, fetched.end, events, repository.copy_payload(rows), Counter(r[8] for r in rows))
+    async def of(cls, chain_id: int, fetched: FetchedRange, finalized: int, *, chunk: int = 1_000
+                 ) -> DecodedRange:
+        """Decodes in chunks, yielding to the event loop between them: when the range is
+        decoded ahead of the writes, the batch being written resumes as soon as PostgreSQL
+        answers instead of waiting for a whole range's decoding."""
+        events: list[ChainEvent] = []
+        parts: list[bytes] = []
+        counts: Counter[str] = Counter()
+        logs = fetched.logs
+        for i in range(0, len(logs), chunk):
+            if i:
+                await asyncio.sleep(0)
+            rows, decoded = decode_rows(chain_id, logs[i:i + chunk], finalized)
+            events.extend(decoded)
+            parts.append(repository.copy_payload(rows))
+            counts.update(r[8] for r in rows)
+        return cls(fetched.start, fetched.end, events, b"".join(parts), counts)
 
 
 def stored_events(rows: Sequence[ChainLog]) -> list[ChainEvent]:
@@ -132,6 +146,10 @@ class Follower:
         # the leader is the cursor's only writer: after the first read it is known without a query
         self._cursor: Cursor | None = None
         self._pruned_below = 0
+        # the highest block holding a pending (not yet final) log: -1 none, None not known. Lets
+        # a step skip the promotion query when nothing can be promoted (every block at the tip
+        # of a chain whose logs arrive final)
+        self._pending_top: int | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Steps until ``stop``; an unreachable or misbehaving RPC is waited out (each step is
@@ -172,6 +190,7 @@ class Follower:
             return self._cursor
         async with self.db.unit_of_work() as session:
             row = await repository.get_cursor(session, self.chain_id)
+            self._pending_top = await repository.highest_pending_block(session, self.chain_id)
         if row is None:
             return Cursor(self.start_block - 1, None, self.start_block - 1)
         self._cursor = Cursor(row.block_number, row.block_hash, row.finalized_number)
@@ -183,16 +202,22 @@ class Follower:
             return await self._step()
         except BaseException:
             self._cursor = None  # whatever failed may not have committed: read it again
+            self._pending_top = None
             raise
 
     async def _step(self) -> bool:
+        announced = None
         if self.heads is not None:
             # cleared before reading the head: a block announced from here on ends the next wait
             self.heads.new_head.clear()
-        latest = await self.rpc.request("eth_getBlockByNumber", ["latest", False])
+            announced = self.heads.take_header()
+        cursor = await self.cursor()
+        if announced is not None and int(announced["number"], 16) > cursor.number:
+            latest = announced  # the block just announced over WebSocket: no need to ask for it
+        else:
+            latest = await self.rpc.request("eth_getBlockByNumber", ["latest", False])
         head = int(latest["number"], 16)
         finalized = min(head, await self.policy.finalized(self.rpc, head))
-        cursor = await self.cursor()
         metrics.HEAD.set(head)
         metrics.LAG_BLOCKS.set(max(0, head - cursor.number))
         if cursor.number >= head:
@@ -239,7 +264,7 @@ class Follower:
         )
         if header is None or int(header["number"], 16) != fetched.end:
             header = await self.rpc.request("eth_getBlockByNumber", [hex(fetched.end), False])
-        return DecodedRange.of(self.chain_id, fetched, limit), header
+        return await DecodedRange.of(self.chain_id, fetched, limit), header
 
     def _cancel_prefetch(self) -> None:
         if self._prefetch is not None:
@@ -297,7 +322,7 @@ class Follower:
         headers = headers[: fetched.end - start + 1]
         if not _logs_match(fetched.logs, headers):
             return
-        decoded = DecodedRange.of(self.chain_id, fetched, finalized)
+        decoded = await DecodedRange.of(self.chain_id, fetched, finalized)
         async with self.db.unit_of_work() as session:
             await self._check_leader()
             await self._apply(session, decoded, headers, cursor.finalized, finalized, head, end=fetched.end,
@@ -342,7 +367,7 @@ class Follower:
                 headers = headers[: fetched.end - fork]
                 if not _logs_match(fetched.logs, headers):
                     raise RpcError("the chain moved during a reorg; retrying")
-                await self._apply(session, DecodedRange.of(self.chain_id, fetched, finalized), headers,
+                await self._apply(session, await DecodedRange.of(self.chain_id, fetched, finalized), headers,
                                   cursor.finalized, finalized, head, end=fetched.end, end_hash=headers[-1]["hash"])
             else:
                 await repository.save_cursor(session, self.chain_id, number=fork, block_hash=canonical["hash"],
@@ -360,6 +385,8 @@ class Follower:
         await self._promote(session, previous_finalized, finalized)
         events = decoded.events
         new_keys = await repository.insert_logs(session, decoded.payload)
+        if events and events[-1].block_number > finalized and self._pending_top is not None:
+            self._pending_top = max(self._pending_top, events[-1].block_number)
         if new_keys is not None:
             events = [e for e in events if (e.block_hash, e.log_index) in new_keys]
         # events are in chain order: those already final come first
@@ -388,9 +415,12 @@ class Follower:
     async def _promote(self, session: AsyncSession, previous_finalized: int, finalized: int) -> None:
         """Pending logs of blocks that became final. Every log up to the cursor's finalized block
         is final already (same transaction as the cursor), so only that window is looked at."""
-        if finalized <= previous_finalized:
+        if finalized <= previous_finalized or (self._pending_top is not None
+                                                 and self._pending_top <= previous_finalized):
             return
         promoted = await repository.promote_final(session, self.chain_id, finalized, above=previous_finalized)
+        if self._pending_top is not None and self._pending_top <= finalized:
+            self._pending_top = -1
         if promoted:
             await self.dispatcher.final(session, self.scope, stored_events(promoted))
 

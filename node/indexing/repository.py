@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -64,6 +64,14 @@ async def promote_final(session: AsyncSession, chain_id: int, up_to: int, *, abo
         .returning(ChainLog)
     )).scalars().all()
     return sorted(rows, key=lambda r: (r.block_number, r.log_index))
+
+
+async def highest_pending_block(session: AsyncSession, chain_id: int) -> int:
+    """The highest block holding a log not final yet, -1 if none (the partial index answers)."""
+    top = (await session.execute(
+        select(func.max(ChainLog.block_number)).where(ChainLog.chain_id == chain_id, ChainLog.final.is_(False))
+    )).scalar_one_or_none()
+    return -1 if top is None else int(top)
 
 
 async def pending_logs_after(session: AsyncSession, chain_id: int, block: int) -> list[ChainLog]:
