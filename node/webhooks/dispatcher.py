@@ -29,6 +29,8 @@ from node.webhooks.signing import MerchantKeys, signed_headers
 log = structlog.get_logger(__name__)
 
 KEY_CACHE_S = 10.0
+SLOW_CLAIM_S = 0.05
+ANALYZE_EVERY_S = 60.0
 
 ATTEMPTS = Counter("openpay_webhook_attempts_total", "Webhook delivery attempts by the delivery's next state",
                    ["status"])
@@ -51,6 +53,7 @@ class DeliveryDispatcher:
         self._have_results = asyncio.Event()
         self._wake = asyncio.Event()
         self._more_due = False
+        self._analyzed_at = -ANALYZE_EVERY_S
         self._keys: dict[uuid.UUID, tuple[float, MerchantKeys]] = {}
         self._key_locks: dict[uuid.UUID, asyncio.Lock] = defaultdict(asyncio.Lock)
 
@@ -63,11 +66,18 @@ class DeliveryDispatcher:
             return 0
         per_endpoint = self.settings.webhook_endpoint_concurrency
         saturated = [e for e, n in self._in_flight.items() if n >= per_endpoint]
+        started = time.monotonic()
         # one statement, so no transaction around it: BEGIN and COMMIT were two of its three round trips
         async with self.db.engine.connect() as conn:
             conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
             claimed = await repo.claim_due(conn, limit=free, per_endpoint=per_endpoint,
                                            lease_s=lease_s(self.settings), saturated=saturated)
+            if time.monotonic() - started > SLOW_CLAIM_S and time.monotonic() > self._analyzed_at + ANALYZE_EVERY_S:
+                # a claim walks the due index in order and stops at its limit, unless the planner's
+                # statistics predate a burst (thousands due at once after a replay or a batch of events):
+                # then it sorts every due row for each claim (60 ms at 20,000 instead of 4 ms)
+                self._analyzed_at = time.monotonic()
+                await repo.analyze_deliveries(conn)
         self._more_due = len(claimed) >= free
         for delivery in claimed:
             self._in_flight[delivery.endpoint_id] += 1

@@ -245,6 +245,11 @@ async def claim_due(
             for r in rows]
 
 
+async def analyze_deliveries(conn: AsyncConnection) -> None:
+    """Fresh planner statistics for the deliveries table (ANALYZE samples it; it does not block writes)."""
+    await conn.execute(text("ANALYZE webhooks.deliveries"))
+
+
 @dataclass(frozen=True)
 class AttemptRecord:
     delivery_id: uuid.UUID
