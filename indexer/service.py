@@ -80,7 +80,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         stopped.cancel()
         heads = HeadWatcher(settings.indexer_ws_url or ws_url_for(settings.rpc_urls[0]))
         heads.start()
-        follower = build_follower(settings, db, rpc, deployment, leader=leader, watch=deposit_watch(db),
+        follower = build_follower(settings, db, rpc, deployment, leader=leader,
+                                  watch=deposit_watch(db, settings, deployment.chain_id),
                                   heads=heads)
         log.info("indexing", chain_id=deployment.chain_id, gateway=deployment.gateway,
                  from_block=follower.start_block)

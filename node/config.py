@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     indexer_target_logs: int = 10_000  # logs per fetch the range adapts to
     indexer_live_blocks: int = 100  # headers fetched per step at the tip
     indexer_start_block: int | None = None  # default: the deployment's first block
+    # deposit addresses followed: open or unswept payments, and closed ones for this long after their
+    # deadline (a slow exchange withdrawal arriving late is still seen, and held as `late`)
+    indexer_late_deposit_window_s: float = 7 * 86_400
     deployment_file: Path | None = None  # default: <deployments_dir>/<chain_id>.json
 
     # messaging: outbox relay and consumers

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
+from node.config import Settings
 from node.db import Database
 from node.indexing.handlers import ChainHandler
 from node.settlement.handlers import BalanceProjection, MoneyMovements
@@ -18,8 +19,10 @@ def chain_handlers() -> list[ChainHandler]:
 DepositWatch = Callable[[], Awaitable[Sequence[str]]]
 
 
-def deposit_watch(db: Database) -> DepositWatch | None:
-    """The deposit addresses whose token transfers the indexer follows (payments adds them)."""
-    from node.payments.handlers import DepositWatchCache
+def deposit_watch(db: Database, settings: Settings | None = None, chain_id: int | None = None
+                  ) -> DepositWatch | None:
+    """The deposit addresses whose token transfers the indexer follows (payments decides which)."""
+    from node.payments.handlers import DEFAULT_LATE_WINDOW_S, DepositWatchCache
 
-    return DepositWatchCache(db)
+    window = settings.indexer_late_deposit_window_s if settings is not None else DEFAULT_LATE_WINDOW_S
+    return DepositWatchCache(db, late_window_s=window, chain_id=chain_id)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, literal, select, tuple_, update
+from sqlalchemy import ColumnElement, delete, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -134,26 +135,63 @@ def _row(scope: ChainScope, e: ChainEvent, pid: uuid.UUID, kind: str, payer: str
             "payer": payer, "amount": amount, "final": final, "after_expiry": status in ("expired", "failed", "late")}
 
 
-class DepositWatchCache:
-    """Open deposit addresses (not yet final-and-swept), re-read at most every ``ttl`` seconds: the
-    indexer asks on every fetch."""
+OPEN_STATES = ("initiated", "pending", "underpaid")
+DEFAULT_LATE_WINDOW_S = 7 * 86_400.0
 
-    def __init__(self, db: Database, ttl: float = 1.0, *, horizon_days: int = 30) -> None:
+
+class DepositWatchCache:
+    """The deposit addresses whose token transfers the indexer follows: those that can still
+    receive money the node cares about. That is payments still open (money expected), payments
+    whose deposit holds money not yet swept, and payments closed less than ``late_window_s``
+    after their deadline (money that arrives late is held for the merchant as ``late``).
+
+    The indexer asks on every fetch, so the answer is cached for ``ttl`` seconds, and a refresh
+    reads only what the partial indexes on open and unswept payments answer. A payment seen open
+    stays followed, from memory, until its late window ends; the closed payments still inside
+    their window are read in full at start and every ``full_ttl`` seconds (default ``60 * ttl``),
+    which also catches a payment that opened and closed between two refreshes."""
+
+    def __init__(self, db: Database, ttl: float = 1.0, *, late_window_s: float = DEFAULT_LATE_WINDOW_S,
+                 chain_id: int | None = None, full_ttl: float | None = None) -> None:
         self.db = db
         self.ttl = ttl
-        self.horizon_days = horizon_days
+        self.full_ttl = 60 * ttl if full_ttl is None else full_ttl
+        self.late_window_s = late_window_s
+        self.chain_id = chain_id
         self._at = 0.0
+        self._full_at: float | None = None
+        self._until: dict[str, datetime] = {}  # address -> end of its late window
+        self._unswept: set[str] = set()
         self._addresses: list[str] = []
 
     async def __call__(self) -> Sequence[str]:
         now = time.monotonic()
         if now - self._at >= self.ttl:
-            from datetime import UTC, datetime, timedelta
-
-            since = datetime.now(UTC) - timedelta(days=self.horizon_days)
-            async with self.db.unit_of_work() as session:
-                # a deposit address keeps being watched after expiry: late money must not be lost
-                rows = await session.execute(select(Payment.deposit_address).where(Payment.created_at > since))
-                self._addresses = [r for (r,) in rows]
+            full = self._full_at is None or now - self._full_at >= self.full_ttl
+            await self._refresh(full=full)
             self._at = now
+            if full:
+                self._full_at = now
         return self._addresses
+
+    def _where(self) -> list[ColumnElement[bool]]:
+        return [] if self.chain_id is None else [Payment.chain_id == self.chain_id]
+
+    async def _refresh(self, *, full: bool) -> None:
+        window = timedelta(seconds=self.late_window_s)
+        wall = datetime.now(UTC)
+        async with self.db.unit_of_work() as session:
+            if full:
+                rows = await session.execute(select(Payment.deposit_address, Payment.expire_at).where(
+                    *self._where(), Payment.status.not_in(OPEN_STATES), Payment.expire_at > wall - window))
+                for address, expire_at in rows:
+                    self._until[address] = max(self._until.get(address, expire_at + window), expire_at + window)
+            opened = await session.execute(select(Payment.deposit_address, Payment.expire_at).where(
+                *self._where(), Payment.status.in_(OPEN_STATES)))
+            # an open payment is followed however old; once closed, for the window after its deadline
+            for address, expire_at in opened:
+                self._until[address] = max(expire_at, wall) + window
+            self._unswept = set((await session.execute(select(Payment.deposit_address).where(
+                *self._where(), Payment.deposited_final > Payment.swept))).scalars())
+        self._until = {a: until for a, until in self._until.items() if until > wall}
+        self._addresses = sorted(self._until.keys() | self._unswept)
