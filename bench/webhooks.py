@@ -1,22 +1,27 @@
-"""Webhook benchmark: delivery throughput and announce -> signed webhook latency.
+"""Webhook benchmark: delivery throughput, announce -> webhook and block -> webhook latency.
 
-    .venv/bin/python bench/webhooks.py [--deliveries 20000] [--events 500] [--rate 100] [--dispatchers 1]
+    .venv/bin/python bench/webhooks.py [--phases throughput,announce,block] [--deliveries 20000]
+        [--events 500] [--rate 100] [--payments 500] [--payment-rate 20] [--profile-roles DIR]
 
-Starts embedded PostgreSQL, Redis and NATS (or uses DATABASE_URL/REDIS_URL/NATS_URL when
-set), migrates, and runs a receiver in its own process on 127.0.0.1 (uvicorn + httptools,
-answers 200 at once).
+Starts embedded PostgreSQL (with ``track_commit_timestamp``), Redis, NATS and anvil (or uses
+DATABASE_URL/REDIS_URL/NATS_URL when set), migrates, and runs a receiver in its own process on
+127.0.0.1 (uvicorn + httptools, answers 200 at once; under ``/verify/`` it checks both signatures
+with the merchant's public key and records when each ``payment.paid`` arrived).
 
-1. throughput: ``--deliveries`` due deliveries (distinct payments, spread over 8 endpoints
-   of 4 merchants) are sent by the webhook dispatcher (the worker's delivery loop, signing
-   both header sets per attempt) as fast as it goes: deliveries/s.
-2. latency: the real worker role (``openpay run worker``: outbox relay -> JetStream ->
-   webhook consumer -> dispatcher) in its own process; ``--events`` payment.paid messages
-   are announced in their own transactions at ``--rate``/s; the receiver measures commit ->
-   signed webhook received, p50/p99.
-
-The block -> webhook measurement (a paid payment with instant mining and confirmation
-depth 0) extends phase 2: the indexer and payments domains announce payment.paid from the
-block's event; ``measure_latency`` takes the announcing coroutine as a parameter for that.
+1. throughput: ``--deliveries`` due deliveries (distinct payments, spread over 8 endpoints of 4
+   merchants) are sent by the webhook dispatcher (the worker's delivery loop, signing both header
+   sets per attempt) as fast as it goes: deliveries/s, and CPU ms per delivery of the dispatcher,
+   the receiver and PostgreSQL (the figures to compare on a shared machine).
+2. announce: the worker role (``openpay run worker``: outbox relay -> JetStream -> webhook consumer
+   -> dispatcher) in its own process; ``--events`` payment.paid messages announced in their own
+   transactions at ``--rate``/s: outbox commit -> signed webhook received.
+3. block: contracts deployed on anvil, ``openpay run indexer`` (newHeads over WebSocket,
+   confirmation depth 0) and ``openpay run worker`` as processes; ``--payments`` payments created
+   through ``node.payments``, then paid one per block with ``pay(intent)`` at ``--payment-rate``/s.
+   Each block is mined by ``evm_mine`` right after its transaction is sent (with automine, anvil
+   answers ``eth_sendTransaction`` before the block exists); latency = ``evm_mine`` returned ->
+   the signed ``payment.paid`` webhook received, p50/p99/max, with the stage breakdown from the
+   rows' commit timestamps and CPU ms per payment of each role and PostgreSQL.
 """
 
 from __future__ import annotations
