@@ -131,6 +131,10 @@ class _Connection(asyncio.Protocol):
             self.waiter.set_exception(exc)
         self.close()
 
+    def usable(self, now: float) -> bool:
+        return (not self.closed and self.transport is not None and not self.transport.is_closing()
+                and now - self.idle_since < IDLE_S)
+
     def close(self) -> None:
         self.closed = True
         self.reusable = False
@@ -160,6 +164,7 @@ class WebhookClient:
         self._idle: dict[tuple[str, str, str, int], list[_Connection]] = defaultdict(list)
         self._tls: ssl.SSLContext | None = None
         self._targets: dict[str, Target] = {}
+        self._pruned_at = time.monotonic()
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
@@ -188,7 +193,7 @@ class WebhookClient:
         now = time.monotonic()
         while idle:
             connection = idle.pop()
-            if not connection.closed and now - connection.idle_since < IDLE_S:
+            if connection.usable(now):
                 return connection
             connection.close()
         return None
@@ -232,11 +237,22 @@ class WebhookClient:
 
     def _put(self, key: tuple[str, str, str, int], connection: _Connection) -> None:
         idle = self._idle[key]
+        now = time.monotonic()
         if connection.closed or not connection.reusable or len(idle) >= self.idle_per_target:
             connection.close()
-            return
-        connection.idle_since = time.monotonic()
-        idle.append(connection)
+        else:
+            connection.idle_since = now
+            idle.append(connection)
+        if now - self._pruned_at > IDLE_S:  # targets no longer sent to keep no connections
+            self._pruned_at = now
+            for other, connections in list(self._idle.items()):
+                kept = [c for c in connections if c.usable(now)]
+                for stale in set(connections) - set(kept):
+                    stale.close()
+                if kept:
+                    self._idle[other] = kept
+                else:
+                    del self._idle[other]
 
     def close(self) -> None:
         for idle in self._idle.values():
