@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import pytest
 import pytest_asyncio
 from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.bus import Consumer, Event, OutboxMessage, OutboxRelay, announce
 from node.config import Settings
@@ -193,6 +194,65 @@ class TestRelayAndConsumer:
         assert len(attempts) == 2
         assert Event.decode(messages[0].data).type == f"poison.{run}"
         assert "receiver rejects it" in messages[0].headers["Openpay-Error"]
+
+
+class TestBatches:
+    async def test_a_message_on_a_quiet_stream_is_handled_at_once_not_held_for_a_batch(
+        self, resources: Resources,
+    ) -> None:
+        run = uuid.uuid4().hex[:8]
+        handled: list[float] = []
+
+        async def handler(session: object, event: Event) -> None:
+            handled.append(time.monotonic())
+
+        consumer = Consumer(resources.db, resources.js, resources.settings, name=f"quiet-{run}",
+                            event_types=[f"quiet.{run}"], handler=handler, batch=100, shared_transaction=True)
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(consumer.run(stop))
+        try:
+            await asyncio.sleep(0.3)  # the consumer waits on an empty stream
+            relay = OutboxRelay(resources.db, resources.js, resources.settings)
+            for n in range(3):
+                async with resources.db.unit_of_work() as session:
+                    await announce(session, f"quiet.{run}", {"n": n})
+                await relay.relay_once()
+                sent = time.monotonic()
+                while len(handled) <= n and time.monotonic() - sent < 5:
+                    await asyncio.sleep(0.005)
+                assert len(handled) == n + 1 and handled[n] - sent < 0.25
+        finally:
+            stop.set()
+            await task
+
+    async def test_a_failing_message_in_a_shared_transaction_holds_back_none_of_the_others(
+        self, resources: Resources, crash_tables: None,
+    ) -> None:
+        run = uuid.uuid4().hex[:8]
+        settings = resources.settings.model_copy(update={"consumer_max_deliver": 2})
+        attempts: list[int] = []
+
+        async def handler(session: AsyncSession, event: Event) -> None:
+            await session.execute(text("INSERT INTO public.crash_effects (message_id, state_id) VALUES (:m, :s)"),
+                                  {"m": event.id, "s": event.data["n"]})
+            if event.data["n"] == 3:
+                attempts.append(1)
+                raise ValueError("bad one")
+
+        ids = []
+        for n in range(8):  # all waiting before the consumer starts: one fetch takes them together
+            async with resources.db.unit_of_work() as session:
+                ids.append(await announce(session, f"mixed.{run}", {"n": n}))
+        await OutboxRelay(resources.db, resources.js, settings).relay_once()
+        consumer = Consumer(resources.db, resources.js, settings, name=f"mixed-{run}",
+                            event_types=[f"mixed.{run}"], handler=handler, shared_transaction=True)
+        await _run_briefly(consumer, lambda: len(attempts) >= 3, seconds=10)
+        async with resources.db.unit_of_work() as session:
+            applied = (await session.execute(text(
+                "SELECT state_id FROM public.crash_effects WHERE message_id = ANY(:ids) ORDER BY state_id"),
+                {"ids": ids})).scalars().all()
+        # each applied once; the bad one tried in the batch (rolled back), then alone until dead-lettered
+        assert applied == [0, 1, 2, 4, 5, 6, 7] and len(attempts) == 3
 
 
 async def _run_briefly(consumer: Consumer, done: callable, seconds: float = 10) -> None:  # type: ignore[valid-type]
