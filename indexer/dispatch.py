@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.events import ChainEvent
 from node.indexing.handlers import ChainHandler, ChainScope
+
+
+@dataclass
+class PreparedBatch:
+    """A batch split per handler, with what each handler's ``prepare`` made of its part."""
+
+    events: Sequence[ChainEvent]
+    parts: list[list[ChainEvent]]
+    results: list[object | None]
 
 
 class Dispatcher:
@@ -40,12 +50,23 @@ class Dispatcher:
             if mine:
                 await handler.final(session, scope, mine)
 
-    async def final_on_arrival(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]
-                               ) -> None:
-        """Events of blocks that were final when they arrived: ``seen`` and ``final`` at once."""
-        for handler, mine in zip(self.handlers, self._split(events), strict=True):
+    def prepare(self, scope: ChainScope, events: Sequence[ChainEvent]) -> PreparedBatch:
+        """The handlers' pure work on a batch, done ahead (no database)."""
+        parts = self._split(events)
+        return PreparedBatch(events, parts, [handler.prepare(scope, mine) if mine else None
+                                             for handler, mine in zip(self.handlers, parts, strict=True)])
+
+    async def final_on_arrival(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent],
+                               prepared: PreparedBatch | None = None) -> None:
+        """Events of blocks that were final when they arrived: ``seen`` and ``final`` at once.
+        ``prepared`` is used only if it was made of exactly these events."""
+        if prepared is not None and prepared.events is not events:
+            prepared = None
+        parts = prepared.parts if prepared is not None else self._split(events)
+        for i, (handler, mine) in enumerate(zip(self.handlers, parts, strict=True)):
             if mine:
-                await handler.final_on_arrival(session, scope, mine)
+                await handler.final_on_arrival(session, scope, mine,
+                                               prepared.results[i] if prepared is not None else None)
 
     async def reverted(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
         """Newest first, so each handler undoes in the reverse order it applied."""

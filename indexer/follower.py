@@ -5,6 +5,7 @@ transaction, so a crash at any line repeats or loses nothing."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import time
@@ -20,7 +21,7 @@ from chain.client import RpcClient
 from chain.errors import RpcError
 from chain.events import DECODERS, ChainEvent, EventDecodeError
 from indexer import metrics
-from indexer.dispatch import Dispatcher
+from indexer.dispatch import Dispatcher, PreparedBatch
 from indexer.fetcher import FetchedRange, LogFetcher
 from indexer.heads import HeadWatcher
 from indexer.leader import LeaderLock
@@ -92,9 +93,10 @@ class DecodedRange:
     events: list[ChainEvent]
     payload: bytes
     counts: Counter[str]
+    prepared: PreparedBatch | None = None  # the handlers' share, made ahead when all of it is final
 
     @classmethod
-    async def of(cls, chain_id: int, fetched: FetchedRange, finalized: int, *, chunk: int = 1_000
+    async def of(cls, chain_id: int, fetched: FetchedRange, finalized: int, *, chunk: int = 250
                  ) -> DecodedRange:
         """Decodes in chunks, yielding to the event loop between them: when the range is
         decoded ahead of the writes, the batch being written resumes as soon as PostgreSQL
@@ -124,11 +126,20 @@ def stored_events(rows: Sequence[ChainLog]) -> list[ChainEvent]:
     ]
 
 
+@dataclass
+class ReadAhead:
+    """A range being fetched and decoded ahead of the writes; ``end`` is known once fetched."""
+
+    start: int
+    task: asyncio.Task[tuple[DecodedRange, dict[str, Any]]] | None = None
+    end: int | None = None
+
+
 class Follower:
     def __init__(
         self, db: Database, rpc: RpcClient, fetcher: LogFetcher, dispatcher: Dispatcher, scope: ChainScope,
         policy: FinalityPolicy, *, start_block: int, live_blocks: int = 100, poll_interval: float = 0.5,
-        leader: LeaderLock | None = None, heads: HeadWatcher | None = None,
+        leader: LeaderLock | None = None, heads: HeadWatcher | None = None, prefetch_depth: int = 2,
     ) -> None:
         self.db = db
         self.rpc = rpc
@@ -142,7 +153,9 @@ class Follower:
         self.poll_interval = poll_interval
         self.leader = leader
         self.heads = heads
-        self._prefetch: tuple[int, asyncio.Task[tuple[DecodedRange, dict[str, Any]]]] | None = None
+        # ranges fetched and decoded ahead of the writes, in chain order
+        self._ahead: collections.deque[ReadAhead] = collections.deque()
+        self.prefetch_depth = prefetch_depth
         # the leader is the cursor's only writer: after the first read it is known without a query
         self._cursor: Cursor | None = None
         self._pruned_below = 0
@@ -262,31 +275,54 @@ class Follower:
             # of ``limit`` (range limits), then the end's header is fetched below
             self.rpc.request("eth_getBlockByNumber", [hex(min(limit, start + self.fetcher.span - 1)), False]),
         )
+        # the node can serve the next range while this one is decoded and the earlier ones written
+        for ahead in self._ahead:
+            if ahead.start == start:
+                ahead.end = fetched.end
+        self._fetch_ahead(fetched.end + 1, limit)
         if header is None or int(header["number"], 16) != fetched.end:
             header = await self.rpc.request("eth_getBlockByNumber", [hex(fetched.end), False])
-        return await DecodedRange.of(self.chain_id, fetched, limit), header
+        decoded = await DecodedRange.of(self.chain_id, fetched, limit)
+        await asyncio.sleep(0)
+        decoded.prepared = self.dispatcher.prepare(self.scope, decoded.events)
+        return decoded, header
+
+    def _fetch_ahead(self, start: int, limit: int) -> None:
+        """Starts reading ``start..`` ahead, unless ``prefetch_depth`` ranges wait already (each holds
+        a decoded batch in memory) or it is being read."""
+        if start > limit or len(self._ahead) >= self.prefetch_depth or any(a.start == start for a in self._ahead):
+            return
+        ahead = ReadAhead(start)
+        self._ahead.append(ahead)
+        ahead.task = asyncio.ensure_future(self._fetch_final(start, limit))
 
     def _cancel_prefetch(self) -> None:
-        if self._prefetch is not None:
-            self._prefetch[1].cancel()
-            self._prefetch = None
+        while self._ahead:
+            task = self._ahead.popleft().task
+            if task is not None:
+                task.cancel()
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved: a failed read ahead is not worth a warning
 
     async def _backfill(self, cursor: Cursor, start: int, finalized: int, head: int) -> None:
         decoded: DecodedRange | None = None
-        if self._prefetch is not None and self._prefetch[0] == start:
-            task = self._prefetch[1]
-            self._prefetch = None
+        if self._ahead and self._ahead[0].start == start and self._ahead[0].task is not None:
+            task = self._ahead.popleft().task
+            assert task is not None
             decoded, header = await task
             if decoded.end > finalized:
                 decoded = None  # the node's finality went back since it was fetched: fetch again
+                self._cancel_prefetch()
         else:
             self._cancel_prefetch()
         if decoded is None:
             decoded, header = await self._fetch_final(start, finalized)
         end = decoded.end
-        if end < finalized:
-            # fetch and decode the next range while this one is written
-            self._prefetch = (end + 1, asyncio.ensure_future(self._fetch_final(end + 1, finalized)))
+        # keep reading ahead while this range is written (a range starts the next as soon as its
+        # own end is known; this carries on where the depth stopped that)
+        last_end = self._ahead[-1].end if self._ahead else end
+        if last_end is not None:
+            self._fetch_ahead(last_end + 1, finalized)
         async with self.db.unit_of_work() as session:
             await self._check_leader()
             await self._apply(session, decoded, [header], cursor.finalized, finalized, head, end=end,
@@ -394,7 +430,10 @@ class Follower:
         while split > 0 and events[split - 1].block_number > finalized:
             split -= 1
         if split:
-            await self.dispatcher.final_on_arrival(session, self.scope, events[:split])
+            # the whole batch (the usual backfill case) is what was prepared ahead
+            await self.dispatcher.final_on_arrival(session, self.scope,
+                                                   events if split == len(events) else events[:split],
+                                                   decoded.prepared)
         if split < len(events):
             await self.dispatcher.seen(session, self.scope, events[split:])
         await repository.save_blocks(session, self.chain_id, [h for h in headers if h is not None])

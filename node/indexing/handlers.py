@@ -12,6 +12,11 @@ A handler sees events in three moments, each inside the indexer's batch transact
   ``seen`` then ``final``; a handler that does the same lookups in both overrides it to do
   them once.
 
+A handler may also ``prepare`` a batch: pure computation on its events, no database (rows to
+write, sums), which the indexer runs ahead, while the previous batch is being written, and
+hands back to ``final_on_arrival`` as ``prepared`` (None when it was not run, e.g. for a
+repeated range whose events were filtered).
+
 Handlers get whole batches (in chain order) so they can aggregate: the indexer's
 throughput depends on it.
 """
@@ -53,7 +58,10 @@ class ChainHandler:
     async def reverted(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
         return None
 
-    async def final_on_arrival(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]
-                               ) -> None:
+    def prepare(self, scope: ChainScope, events: Sequence[ChainEvent]) -> object | None:
+        return None
+
+    async def final_on_arrival(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent],
+                               prepared: object | None = None) -> None:
         await self.seen(session, scope, events)
         await self.final(session, scope, events)

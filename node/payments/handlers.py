@@ -36,11 +36,8 @@ class PaymentsProjection(ChainHandler):
             self._settings = Settings()
         return self._settings
 
-    async def _receipts(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent],
-                        *, final: bool) -> set[uuid.UUID]:
-        """Stores the receipts of the batch's payments (final or not) and returns the payments
-        touched. One lookup per kind for the whole batch; a batch that matches nothing (most of a
-        backfill) costs those lookups and nothing else."""
+    def prepare(self, scope: ChainScope, events: Sequence[ChainEvent]) -> tuple[set[bytes], set[str]]:
+        """The payment ids and deposit addresses a batch would credit: what its lookups ask for."""
         payment_ids: set[bytes] = set()
         deposits: set[str] = set()
         gateway, token = scope.gateway, scope.token
@@ -49,6 +46,15 @@ class PaymentsProjection(ChainHandler):
                 payment_ids.add(e.payment_id)
             elif e.address == token and type(e) is Transfer:
                 deposits.add(e.to_address)
+        return payment_ids, deposits
+
+    async def _receipts(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent],
+                        *, final: bool, keys: tuple[set[bytes], set[str]] | None = None) -> set[uuid.UUID]:
+        """Stores the receipts of the batch's payments (final or not) and returns the payments
+        touched. One lookup per kind for the whole batch; a batch that matches nothing (most of a
+        backfill) costs those lookups and nothing else."""
+        payment_ids, deposits = keys if keys is not None else self.prepare(scope, events)
+        gateway, token = scope.gateway, scope.token
         if not payment_ids and not deposits:
             return set()
         driver = await driver_connection(session)
@@ -94,12 +100,13 @@ class PaymentsProjection(ChainHandler):
         await states.recompute(session, self.settings, touched)
         await self._money_out(session, scope, events)
 
-    async def final_on_arrival(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]
-                               ) -> None:
+    async def final_on_arrival(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent],
+                               prepared: object | None = None) -> None:
         """Seen and final at once (a backfill): the receipts go in final, one lookup, one recompute.
         The states are those ``seen`` then ``final`` would reach; the passing ``pending`` state of
         a block that was final when it arrived is not announced."""
-        touched = await self._receipts(session, scope, events, final=True)
+        keys = prepared if isinstance(prepared, tuple) else None
+        touched = await self._receipts(session, scope, events, final=True, keys=keys)
         await states.recompute(session, self.settings, touched)
         await self._money_out(session, scope, events)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +25,16 @@ from node.settlement import repository
 from node.settlement.repository import MerchantDelta, TreasuryDelta
 
 
+@dataclass
+class BalanceWork:
+    """What a batch of final events does to balances and the ledger, computed without the database."""
+
+    merchants: dict[tuple[bytes, str], MerchantDelta]
+    treasury: dict[str, TreasuryDelta]
+    lines: list[str]  # ledger rows as COPY text, priced already (payments)
+    entries: list[dict[str, object]]  # ledger rows still to be priced (refunds, withdrawals)
+
+
 class BalanceProjection(ChainHandler):
     """Only final events move balances, so a reorg never has to take money back."""
 
@@ -31,10 +42,20 @@ class BalanceProjection(ChainHandler):
     events = (PaymentReceived, DepositSwept, Collected, Withdrawal, Refunded, SettlementInitiated,
               TreasuryWithdrawal)
 
+    def prepare(self, scope: ChainScope, events: Sequence[ChainEvent]) -> BalanceWork:
+        return BalanceWork(*balance_deltas(events, scope.gateway), *ledger_lines(scope.chain_id, events, scope.gateway))
+
+    async def final_on_arrival(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent],
+                               prepared: object | None = None) -> None:
+        await self._write(session, scope, prepared if isinstance(prepared, BalanceWork) else
+                          self.prepare(scope, events))
+
     async def final(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
-        merchants, treasury = balance_deltas(events, scope.gateway)
+        await self._write(session, scope, self.prepare(scope, events))
+
+    async def _write(self, session: AsyncSession, scope: ChainScope, work: BalanceWork) -> None:
+        merchants, treasury, lines, entries = work.merchants, work.treasury, work.lines, work.entries
         await repository.apply_balance_deltas(session, scope.chain_id, merchants, treasury)
-        lines, entries = ledger_lines(scope.chain_id, events, scope.gateway)
         if entries:
             # refunds and withdrawals carry no rate: priced the way every writer of the ledger does
             await repository.price_outflows(session, entries)
