@@ -10,12 +10,12 @@ from node.resources import Resources
 
 def email_request_consumer(resources: Resources) -> Consumer:
     return Consumer(resources.db, resources.js, resources.settings, name="notifications-email",
-                    event_types=[EMAIL_REQUESTED], handler=on_email_requested)
+                    event_types=[EMAIL_REQUESTED], handler=on_email_requested, shared_transaction=True)
 
 
 def merchant_event_consumer(resources: Resources) -> Consumer:
     return Consumer(resources.db, resources.js, resources.settings, name="notifications-events",
-                    event_types=MERCHANT_EVENT_TYPES, handler=on_merchant_event)
+                    event_types=MERCHANT_EVENT_TYPES, handler=on_merchant_event, shared_transaction=True)
 
 
 def mail_sender(resources: Resources) -> MailSender:
