@@ -5,14 +5,16 @@ answers, a capped answer, a malformed one."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
 from node.webhooks.http import Target, WebhookClient
-from node.webhooks.targets import LIVE, TEST_HTTP, TargetRefused
+from node.webhooks.targets import LIVE, TEST_HTTP, TEST_HTTPS, TargetRefused
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -138,3 +140,87 @@ class TestWebhookClient:
         # (urlsplit already drops CR, LF and tabs; spaces, other controls and non-ASCII are encoded)
         target = Target.of("http://h:8080/a b\r\nX-Injected: 1\x00/\u00fc?q=\u00e9 1")
         assert target.head == b"POST /a%20bX-Injected:%201%00/%C3%BC?q=%C3%A9%201 HTTP/1.1\r\nHost: h:8080\r\n"
+
+
+def _certificate(tmp: Path, host: str) -> tuple[Path, Path]:
+    """A self-signed certificate for ``host`` (and 127.0.0.1): (cert file, key file)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_file, key_file = tmp / f"{host}.pem", tmp / f"{host}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_file, key_file
+
+
+class TestTls:
+    """Live endpoints are https only: the client speaks TLS with certificate and host checks."""
+
+    async def _server(self, tmp: Path, certificate_host: str) -> tuple[RawServer, Path]:
+        cert_file, key_file = _certificate(tmp, certificate_host)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert_file, key_file)
+        server = RawServer()
+        server.server = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=context)
+        server.port = server.server.sockets[0].getsockname()[1]
+        return server, cert_file
+
+    def _trusting(self, cert_file: Path) -> WebhookClient:
+        http = client()
+        http._tls = ssl.create_default_context(cafile=str(cert_file))  # the test's CA instead of the system's
+        return http
+
+    async def test_https_to_a_trusted_certificate_works_over_one_kept_alive_connection(self, tmp_path: Path) -> None:
+        server, cert_file = await self._server(tmp_path, "localhost")
+        http = self._trusting(cert_file)
+        try:
+            for _ in range(2):
+                response = await http.post(f"https://localhost:{server.port}/hook", TEST_HTTPS, HEADERS, b"{}")
+                assert (response.status, response.body) == (200, b"ok")
+        finally:
+            http.close()
+            assert server.server is not None
+            server.server.close()
+        assert server.connections == 1 and len(server.requests) == 2
+        assert server.requests[0].startswith(b"POST /hook HTTP/1.1\r\nHost: localhost:%d\r\n" % server.port)
+
+    async def test_an_untrusted_certificate_is_refused(self, tmp_path: Path) -> None:
+        server, _ = await self._server(tmp_path, "localhost")
+        http = client()  # the system's CAs: a self-signed certificate is not among them
+        try:
+            with pytest.raises(ssl.SSLCertVerificationError):
+                await http.post(f"https://localhost:{server.port}/hook", TEST_HTTPS, HEADERS, b"{}")
+        finally:
+            http.close()
+            assert server.server is not None
+            server.server.close()
+        assert server.requests == []
+
+    async def test_a_certificate_for_another_host_is_refused(self, tmp_path: Path) -> None:
+        server, cert_file = await self._server(tmp_path, "other.example")
+        http = self._trusting(cert_file)
+        try:
+            with pytest.raises(ssl.SSLCertVerificationError, match=r"match|mismatch"):
+                await http.post(f"https://localhost:{server.port}/hook", TEST_HTTPS, HEADERS, b"{}")
+        finally:
+            http.close()
+            assert server.server is not None
+            server.server.close()
+        assert server.requests == []
