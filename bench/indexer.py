@@ -201,8 +201,8 @@ def decode_ceiling(rpc: SyncRpcClient, deployment: Deployment) -> tuple[int, flo
     logs = rpc.request("eth_getLogs", [{"fromBlock": "0x0", "toBlock": "latest",
                                         "address": [deployment.gateway, deployment.event_emitter]}])
     started = time.perf_counter()
-    rows, _ = decode_rows(deployment.chain_id, logs, 10**12)
-    return len(rows), time.perf_counter() - started
+    lines, _ = decode_rows(deployment.chain_id, logs, 10**12)
+    return len(lines), time.perf_counter() - started
 
 
 def main() -> None:

@@ -76,7 +76,7 @@ class LogFetcher:
                 # aim the next range at the target: bounded memory per transaction
                 self.span = max(1, blocks * self.target_logs // len(logs))
             elif len(logs) < self.target_logs // 4 and blocks >= self.span:
-                self.span = min(self.max_range, self.span * 4)
+                self.span = min(self.max_range, self.span * 2)
             return FetchedRange(start, end, logs)
 
     async def calls(self, start: int, end: int) -> list[tuple[str, list[Any]]]:

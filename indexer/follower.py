@@ -30,7 +30,6 @@ from node.db import Database
 from node.indexing import repository
 from node.indexing.handlers import ChainScope
 from node.indexing.models import ChainLog
-from node.indexing.repository import LogRow
 
 log = structlog.get_logger(__name__)
 
@@ -61,9 +60,11 @@ class Cursor:
 
 
 def decode_rows(chain_id: int, logs: Sequence[dict[str, Any]], finalized: int
-                ) -> tuple[list[LogRow], list[ChainEvent]]:
-    """Typed events of the logs we know and the rows that store them."""
-    rows: list[LogRow] = []
+                ) -> tuple[list[str], list[ChainEvent]]:
+    """Typed events of the logs we know, and their ``chain.logs`` rows as lines of COPY text
+    (``repository.LOG_COLUMNS``; every value is a number, a hex string or a name: nothing to
+    escape). Built in the decoding loop: no tuple per row."""
+    lines: list[str] = []
     events: list[ChainEvent] = []
     decoders = DECODERS
     for raw in logs:
@@ -78,9 +79,11 @@ def decode_rows(chain_id: int, logs: Sequence[dict[str, Any]], finalized: int
                         error=str(exc)[:200])
             continue
         events.append(event)
-        rows.append((chain_id, event.block_hash, event.log_index, event.block_number, event.transaction_hash,
-                     event.address, topics, raw["data"], type(event).__name__, event.block_number <= finalized))
-    return rows, events
+        number = event.block_number
+        lines.append(f"{chain_id}\t{event.block_hash}\t{event.log_index}\t{number}\t{event.transaction_hash}\t"
+                     f"{event.address}\t{{{','.join(topics)}}}\t{raw['data']}\t{type(event).__name__}\t"
+                     f"{'t' if number <= finalized else 'f'}\n")
+    return lines, events
 
 
 @dataclass
@@ -102,17 +105,16 @@ class DecodedRange:
         decoded ahead of the writes, the batch being written resumes as soon as PostgreSQL
         answers instead of waiting for a whole range's decoding."""
         events: list[ChainEvent] = []
-        parts: list[bytes] = []
-        counts: Counter[str] = Counter()
+        lines: list[str] = []
         logs = fetched.logs
         for i in range(0, len(logs), chunk):
             if i:
                 await asyncio.sleep(0)
-            rows, decoded = decode_rows(chain_id, logs[i:i + chunk], finalized)
+            chunk_lines, decoded = decode_rows(chain_id, logs[i:i + chunk], finalized)
             events.extend(decoded)
-            parts.append(repository.copy_payload(rows))
-            counts.update(r[8] for r in rows)
-        return cls(fetched.start, fetched.end, events, b"".join(parts), counts)
+            lines.extend(chunk_lines)
+        return cls(fetched.start, fetched.end, events, "".join(lines).encode(),
+                   Counter(type(e).__name__ for e in events))
 
 
 def stored_events(rows: Sequence[ChainLog]) -> list[ChainEvent]:

@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     indexer_confirmations: int = 15  # BSC default; `openpay dev` uses a short depth on its 1 s blocks
     indexer_poll_interval_s: float = 0.5  # with newHeads over WebSocket a block is noticed at once anyway
     indexer_ws_url: str | None = None  # default: the first RPC URL with ws:// (anvil, geth serve both)
-    indexer_initial_range: int = 10  # blocks per eth_getLogs; grows fourfold while sparse
+    indexer_initial_range: int = 10  # blocks per eth_getLogs; doubles while sparse
     indexer_max_range: int = 50_000
     indexer_target_logs: int = 10_000  # logs per fetch the range adapts to
     indexer_live_blocks: int = 100  # headers fetched per step at the tip

@@ -16,22 +16,12 @@ from node.indexing.models import ChainBlock, ChainCursor, ChainLog, ChainReorg
 
 LOG_COLUMNS = ("chain_id", "block_hash", "log_index", "block_number", "transaction_hash", "address",
                "topics", "data", "event", "final")
-LogRow = tuple[int, str, int, int, str, str, list[str], str, str, bool]
-
-
-def copy_payload(rows: Sequence[LogRow]) -> bytes:
-    """Rows in COPY's text format. Every value is a hex string, a number or a bool, so nothing
-    needs escaping; building the lines is several times cheaper than asyncpg's record encoder."""
-    return "".join([
-        f"{c}\t{h}\t{i}\t{n}\t{tx}\t{a}\t{{{','.join(t)}}}\t{d}\t{e}\t{'t' if f else 'f'}\n"
-        for c, h, i, n, tx, a, t, d, e, f in rows
-    ]).encode()
 
 
 async def insert_logs(session: AsyncSession, payload: bytes) -> set[tuple[str, int]] | None:
-    """Stores logs with COPY (``payload``: ``copy_payload(rows)``). Returns ``None`` when all were
-    new, else the keys that were new (a repeat of an already stored range, e.g. after `openpay
-    indexer resync`)."""
+    """Stores logs with COPY (``payload``: lines of COPY text in ``LOG_COLUMNS`` order, made by
+    ``indexer.follower.decode_rows``). Returns ``None`` when all were new, else the keys that were
+    new (a repeat of an already stored range, e.g. after `openpay indexer resync`)."""
     if not payload:
         return None
     driver = await driver_connection(session)

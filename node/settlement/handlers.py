@@ -185,14 +185,18 @@ def ledger_lines(chain_id: int, events: Iterable[ChainEvent], gateway: str
     the definition of both (a test holds a payment's line equal to its entry's)."""
     lines: list[str] = []
     entries: list[dict[str, object]] = []
+    merchants: dict[bytes, str] = {}  # a batch has few merchants: their bytea text made once
     for e in events:
         if e.address != gateway:
             continue
         if type(e) is PaymentReceived:
             net, fee, rate = e.amount - e.fee, e.fee, e.rate
+            merchant = merchants.get(e.merchant_id)
+            if merchant is None:
+                merchant = merchants[e.merchant_id] = bytea(e.merchant_id)
             lines.append(
                 f"{chain_id}\t{e.block_hash}\t{e.log_index}\t{e.block_number}\t{e.transaction_hash}\t"
-                f"\\\\x{e.merchant_id.hex()}\t{e.token}\tPAYMENT\t{net}\t{fee}\t{rate}\t{net * rate // 10**24}\t"
+                f"{merchant}\t{e.token}\tPAYMENT\t{net}\t{fee}\t{rate}\t{net * rate // 10**24}\t"
                 f"{fee * rate // 10**24}\t0x{e.payment_id.hex()}\t{e.payer}\n"
             )
         elif (entry := ledger_entry(chain_id, e)) is not None:
