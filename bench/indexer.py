@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import resource
 import statistics
 import sys
@@ -189,12 +190,33 @@ async def live(settings: Settings, deployment: Deployment, sync_rpc: SyncRpcClie
     return latencies
 
 
-def backfill_process(settings: Settings, deployment: Deployment) -> tuple[int, float, float]:
+def backfill_process(settings: Settings, deployment: Deployment) -> tuple[int, float, float, float]:
     """The backfill in a process of its own, set up as `openpay run indexer` sets itself up,
-    so its peak RSS is the indexer's."""
+    so its peak RSS is the indexer's. Also returns the CPU seconds it used."""
     tune_gc()
+    before = resource.getrusage(resource.RUSAGE_SELF)
     count, elapsed = asyncio.run(backfill(settings, deployment))
-    return count, elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return count, elapsed, after.ru_maxrss / 1024, cpu
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """CPU a process and its reaped children used (PostgreSQL's backends exit into the postmaster)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def postmaster_pid(pg: EmbeddedPostgres | None) -> int | None:
+    try:
+        return int((pg.pgdata / "postmaster.pid").read_text().split()[0]) if pg else None
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def decode_ceiling(rpc: SyncRpcClient, deployment: Deployment) -> tuple[int, float]:
@@ -218,7 +240,9 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="openpay-bench-"))
-    servers = []
+    servers: list[EmbeddedPostgres | EmbeddedAnvil] = []
+    pg: EmbeddedPostgres | None = None
+    anvil: EmbeddedAnvil | None = None
     if args.database_url:
         database_url = args.database_url
     else:
@@ -245,10 +269,16 @@ def main() -> None:
                                 chain_id=deployment.chain_id, indexer_confirmations=0, log_json=False,
                                 log_level="WARNING")
             upgrade(settings)
+            pg_pid = postmaster_pid(pg)
+            anvil_pid = anvil.process.popen.pid if anvil and anvil.process and anvil.process.popen else None
+            pg_cpu, anvil_cpu = cpu_seconds(pg_pid), cpu_seconds(anvil_pid)
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                count, elapsed, rss_mb = pool.submit(backfill_process, settings, deployment).result()
+                count, elapsed, rss_mb, cpu = pool.submit(backfill_process, settings, deployment).result()
+            pg_cpu, anvil_cpu = cpu_seconds(pg_pid) - pg_cpu, cpu_seconds(anvil_pid) - anvil_cpu
             print(f"backfill: {count:,} events in {elapsed:.2f}s = {count / elapsed:,.0f} events/s end to end "
                   f"(fetch, decode, COPY, handlers, cursor); peak RSS {rss_mb:.0f} MB")
+            print(f"  CPU seconds: indexer {cpu:.2f}" + (f", PostgreSQL {pg_cpu:.2f}" if pg_pid else "")
+                  + (f", anvil {anvil_cpu:.2f}" if anvil_pid else "") + f"; load average {os.getloadavg()[0]:.1f}")
             decoded, decode_s = decode_ceiling(sync_rpc, deployment)
             print(f"decode only: {decoded:,} events in {decode_s:.2f}s = {decoded / decode_s:,.0f} events/s")
             tune_gc()

@@ -165,6 +165,9 @@ class Follower:
         # a step skip the promotion query when nothing can be promoted (every block at the tip
         # of a chain whose logs arrive final)
         self._pending_top: int | None = None
+        # the highest block with a stored log (None: not known): a range above it cannot repeat a
+        # stored log, so its COPY needs no savepoint to fall back on
+        self._stored_top: int | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Steps until ``stop``; an unreachable or misbehaving RPC is waited out (each step is
@@ -206,6 +209,7 @@ class Follower:
         async with self.db.unit_of_work() as session:
             row = await repository.get_cursor(session, self.chain_id)
             self._pending_top = await repository.highest_pending_block(session, self.chain_id)
+            self._stored_top = await repository.highest_stored_block(session, self.chain_id)
         if row is None:
             return Cursor(self.start_block - 1, None, self.start_block - 1)
         self._cursor = Cursor(row.block_number, row.block_hash, row.finalized_number)
@@ -218,6 +222,7 @@ class Follower:
         except BaseException:
             self._cursor = None  # whatever failed may not have committed: read it again
             self._pending_top = None
+            self._stored_top = None
             raise
 
     async def _step(self) -> bool:
@@ -419,12 +424,19 @@ class Follower:
 
     async def _apply(self, session: AsyncSession, decoded: DecodedRange, headers: Sequence[dict[str, Any]],
                      previous_finalized: int, finalized: int, head: int, *, end: int, end_hash: str) -> None:
+        # first through the session: it opens the transaction the COPY below joins
+        await repository.save_blocks(session, self.chain_id, [h for h in headers if h is not None])
         # what became final since the last step first: handlers see the chain in order
         await self._promote(session, previous_finalized, finalized)
         events = decoded.events
-        new_keys = await repository.insert_logs(session, decoded.payload)
-        if events and events[-1].block_number > finalized and self._pending_top is not None:
-            self._pending_top = max(self._pending_top, events[-1].block_number)
+        new_keys = await repository.insert_logs(
+            session, decoded.payload, unseen=self._stored_top is not None and decoded.start > self._stored_top)
+        if events:
+            top = events[-1].block_number
+            if self._stored_top is not None:
+                self._stored_top = max(self._stored_top, top)
+            if top > finalized and self._pending_top is not None:
+                self._pending_top = max(self._pending_top, top)
         if new_keys is not None:
             events = [e for e in events if (e.block_hash, e.log_index) in new_keys]
         # events are in chain order: those already final come first
@@ -438,7 +450,6 @@ class Follower:
                                                    decoded.prepared)
         if split < len(events):
             await self.dispatcher.seen(session, self.scope, events[split:])
-        await repository.save_blocks(session, self.chain_id, [h for h in headers if h is not None])
         if finalized - self._pruned_below >= 64:
             await repository.prune_blocks(session, self.chain_id, below=finalized)
             self._pruned_below = finalized

@@ -18,13 +18,18 @@ LOG_COLUMNS = ("chain_id", "block_hash", "log_index", "block_number", "transacti
                "topics", "data", "event", "final")
 
 
-async def insert_logs(session: AsyncSession, payload: bytes) -> set[tuple[str, int]] | None:
+async def insert_logs(session: AsyncSession, payload: bytes, *, unseen: bool = False
+                      ) -> set[tuple[str, int]] | None:
     """Stores logs with COPY (``payload``: lines of COPY text in ``LOG_COLUMNS`` order, made by
     ``indexer.follower.decode_rows``). Returns ``None`` when all were new, else the keys that were
-    new (a repeat of an already stored range, e.g. after `openpay indexer resync`)."""
+    new (a repeat of an already stored range, e.g. after `openpay indexer resync`). ``unseen``: the
+    caller knows none can be stored (blocks above every stored log): no savepoint to fall back on."""
     if not payload:
         return None
     driver = await driver_connection(session)
+    if unseen:
+        await driver.copy_to_table("logs", schema_name="chain", source=io.BytesIO(payload), columns=LOG_COLUMNS)
+        return None
     try:
         async with driver.transaction():  # a savepoint: a repeat falls back without losing the batch
             await driver.copy_to_table("logs", schema_name="chain", source=io.BytesIO(payload), columns=LOG_COLUMNS)
@@ -61,6 +66,13 @@ async def highest_pending_block(session: AsyncSession, chain_id: int) -> int:
     top = (await session.execute(
         select(func.max(ChainLog.block_number)).where(ChainLog.chain_id == chain_id, ChainLog.final.is_(False))
     )).scalar_one_or_none()
+    return -1 if top is None else int(top)
+
+
+async def highest_stored_block(session: AsyncSession, chain_id: int) -> int:
+    """The highest block with a stored log, -1 if none."""
+    top = (await session.execute(
+        select(func.max(ChainLog.block_number)).where(ChainLog.chain_id == chain_id))).scalar_one_or_none()
     return -1 if top is None else int(top)
 
 
