@@ -53,8 +53,11 @@ def send(rpc: SyncRpcClient, sender: str, to: str, data: bytes, gas: int = 29_00
     return tx_hash
 
 
-def wait_receipt(rpc: SyncRpcClient, tx_hash: str) -> dict:  # type: ignore[type-arg]
+def wait_receipt(rpc: SyncRpcClient, tx_hash: str, timeout: float = 120) -> dict:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout
     while (receipt := rpc.request("eth_getTransactionReceipt", [tx_hash])) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"transaction {tx_hash} not mined within {timeout:.0f}s")
         time.sleep(0.0005)
     return receipt  # type: ignore[no-any-return]
 
