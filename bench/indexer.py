@@ -173,6 +173,9 @@ async def live(settings: Settings, deployment: Deployment, sync_rpc: SyncRpcClie
         mined = loop.run_in_executor(None, mine, data)
         while (await watcher.fetchval("SELECT block_number FROM chain.cursors WHERE chain_id = $1",
                                       deployment.chain_id) or 0) < block:
+            if task.done():
+                task.result()  # the follower stopped: say why
+                raise RuntimeError("the follower stopped")
             await asyncio.sleep(0.001)
         committed = time.perf_counter()
         assert int((await mined)["blockNumber"], 16) == block
