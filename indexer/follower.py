@@ -157,6 +157,8 @@ class Follower:
         self.heads = heads
         # ranges fetched and decoded ahead of the writes, in chain order
         self._ahead: collections.deque[ReadAhead] = collections.deque()
+        # ranges being written by tasks of their own (backfill): the older one, the newer one
+        self._writing: tuple[asyncio.Future[None] | None, asyncio.Future[None] | None] = (None, None)
         self.prefetch_depth = prefetch_depth
         # the leader is the cursor's only writer: after the first read it is known without a query
         self._cursor: Cursor | None = None
@@ -191,6 +193,8 @@ class Follower:
                     await self._wait_for_block(stop)
         finally:
             self._cancel_prefetch()
+            with contextlib.suppress(Exception):
+                await self._drain()
 
     async def _wait_for_block(self, stop: asyncio.Event) -> None:
         if self.heads is None:
@@ -219,7 +223,13 @@ class Follower:
         """One unit of progress; False when there was nothing to do."""
         try:
             return await self._step()
-        except BaseException:
+        except BaseException as exc:
+            writes, self._writing = self._writes(), (None, None)
+            if isinstance(exc, Exception):
+                await asyncio.gather(*writes, return_exceptions=True)  # they commit or fail on their own
+            else:
+                for write in writes:
+                    write.cancel()
             self._cursor = None  # whatever failed may not have committed: read it again
             self._pending_top = None
             self._stored_top = None
@@ -240,6 +250,9 @@ class Follower:
         finalized = min(head, await self.policy.finalized(self.rpc, head))
         metrics.HEAD.set(head)
         metrics.LAG_BLOCKS.set(max(0, head - cursor.number))
+        start = cursor.number + 1
+        if cursor.number >= head or finalized - start < self.live_blocks:
+            await self._drain()  # what follows reads what the backfill wrote
         if cursor.number >= head:
             if cursor.hash and (latest["hash"] != cursor.hash if cursor.number == head
                                 else await self._tip_replaced(cursor, head)):
@@ -254,7 +267,6 @@ class Follower:
                 self._cursor = Cursor(cursor.number, cursor.hash, finalized)
                 metrics.FINALIZED.set(finalized)
             return False
-        start = cursor.number + 1
         if finalized - start >= self.live_blocks:
             await self._backfill(cursor, start, finalized, head)
         else:
@@ -330,10 +342,31 @@ class Follower:
         last_end = self._ahead[-1].end if self._ahead else end
         if last_end is not None:
             self._fetch_ahead(last_end + 1, finalized)
+        # the range is written by a task of its own: its logs' COPY overlaps the previous range's
+        # handlers and commit (two transactions at most; each commits after the one before)
+        older, previous = self._writing
+        if older is not None:
+            await older  # raises what it raised; `step` then waits for the rest and starts over
+        write = asyncio.ensure_future(self._write(decoded, header, cursor.finalized, finalized, head, previous))
+        self._writing = (previous, write)
+        self._cursor = Cursor(end, header["hash"], finalized)
+
+    async def _write(self, decoded: DecodedRange, header: dict[str, Any], previous_finalized: int, finalized: int,
+                     head: int, previous: asyncio.Future[None] | None) -> None:
         async with self.db.unit_of_work() as session:
             await self._check_leader()
-            await self._apply(session, decoded, [header], cursor.finalized, finalized, head, end=end,
-                              end_hash=header["hash"])
+            await self._apply(session, decoded, [header], previous_finalized, finalized, head, end=decoded.end,
+                              end_hash=header["hash"], after=previous, pipelined=True)
+
+    def _writes(self) -> list[asyncio.Future[None]]:
+        return [t for t in self._writing if t is not None]
+
+    async def _drain(self) -> None:
+        """Waits until every range being written has committed; raises what a write raised."""
+        writes, self._writing = self._writes(), (None, None)
+        for result in await asyncio.gather(*writes, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
 
     # ------------------------------------------------------------------ the tip (may reorg)
 
@@ -423,11 +456,14 @@ class Follower:
     # ------------------------------------------------------------------ one transaction
 
     async def _apply(self, session: AsyncSession, decoded: DecodedRange, headers: Sequence[dict[str, Any]],
-                     previous_finalized: int, finalized: int, head: int, *, end: int, end_hash: str) -> None:
+                     previous_finalized: int, finalized: int, head: int, *, end: int, end_hash: str,
+                     after: asyncio.Future[None] | None = None, pipelined: bool = False) -> None:
+        """Stores the range's logs, runs the handlers and moves the cursor, in the caller's
+        transaction. With ``after`` (the previous range's write, still committing), only the
+        logs' COPY runs before it has committed: what the handlers read includes its effects,
+        and if it failed this fails too."""
         # first through the session: it opens the transaction the COPY below joins
         await repository.save_blocks(session, self.chain_id, [h for h in headers if h is not None])
-        # what became final since the last step first: handlers see the chain in order
-        await self._promote(session, previous_finalized, finalized)
         events = decoded.events
         new_keys = await repository.insert_logs(
             session, decoded.payload, unseen=self._stored_top is not None and decoded.start > self._stored_top)
@@ -437,6 +473,10 @@ class Follower:
                 self._stored_top = max(self._stored_top, top)
             if top > finalized and self._pending_top is not None:
                 self._pending_top = max(self._pending_top, top)
+        if after is not None:
+            await after
+        # what became final since the last step first: handlers see the chain in order
+        await self._promote(session, previous_finalized, finalized)
         if new_keys is not None:
             events = [e for e in events if (e.block_hash, e.log_index) in new_keys]
         # events are in chain order: those already final come first
@@ -455,8 +495,10 @@ class Follower:
             self._pruned_below = finalized
         await repository.save_cursor(session, self.chain_id, number=end, block_hash=end_hash,
                                      finalized=finalized, head=head)
-        # takes effect when the caller's transaction commits; a failure clears it (see step)
-        self._cursor = Cursor(end, end_hash, finalized)
+        # takes effect when the caller's transaction commits; a failure clears it (see step). A
+        # pipelined range set it when it was started (a later one may have been started since)
+        if not pipelined:
+            self._cursor = Cursor(end, end_hash, finalized)
         for name, count in decoded.counts.items():
             metrics.EVENTS.labels(name).inc(count)
         metrics.CURSOR.set(end)

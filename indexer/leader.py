@@ -6,6 +6,8 @@ releases the lock and the standby continues from the committed cursor.
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import structlog
 
@@ -25,6 +27,7 @@ class LeaderLock:
         self.dsn = dsn
         self.key = _LOCK_BASE + chain_id
         self._conn: asyncpg.Connection | None = None
+        self._checking = asyncio.Lock()  # pipelined writes check at the same time; one query at a time
 
     async def acquire(self) -> None:
         conn = await asyncpg.connect(self.dsn)
@@ -40,7 +43,8 @@ class LeaderLock:
         if self._conn is None or self._conn.is_closed():
             raise LeadershipLost("lock connection closed")
         try:
-            await self._conn.fetchval("SELECT 1", timeout=5)
+            async with self._checking:
+                await self._conn.fetchval("SELECT 1", timeout=5)
         except (asyncpg.PostgresError, OSError, TimeoutError) as exc:
             LEADER.set(0)
             raise LeadershipLost(str(exc)) from exc
