@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import importlib
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest_asyncio
 from prometheus_client import REGISTRY
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -63,13 +61,6 @@ async def balances_equal_the_contract(node: PaymentNode, payment: Payment) -> No
 
 def skipped(run: tasks.SweepRun, reason: str) -> set[object]:
     return {s.candidate.key for s in run.skipped if s.reason == reason}
-
-
-@pytest_asyncio.fixture
-async def operator(pay_node: PaymentNode) -> AsyncIterator[onchain.Operator]:
-    op = onchain.operator(pay_node.settings)
-    yield op
-    await op.aclose()
 
 
 class TestWhatTheSweeperPicks:

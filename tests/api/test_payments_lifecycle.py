@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import pytest_asyncio
 from sqlalchemy import func, select, update
 
 from indexer.follower import FinalityPolicy
@@ -83,13 +81,6 @@ async def merchant_balance_db(node: PaymentNode, payment: Payment) -> int:
     async with node.resources.db.unit_of_work() as session:
         return await balances.available(session, node.chain.chain_id, bytes(payment.merchant_key),
                                         payment.token.lower())
-
-
-@pytest_asyncio.fixture
-async def operator(pay_node: PaymentNode) -> AsyncIterator[onchain.Operator]:
-    op = onchain.operator(pay_node.settings)
-    yield op
-    await op.aclose()
 
 
 class TestRefunds:

@@ -17,14 +17,11 @@ import pytest_asyncio
 from api.app import create_app
 from chain.client import RpcClient
 from indexer.follower import Follower
-from indexer.service import build_follower
 from node.auth.principal import MerchantPrincipal
 from node.config import Settings
 from node.exchange import rates
-from node.indexing.registry import chain_handlers
 from node.money import format_units
 from node.payments import service as payments
-from node.payments.handlers import DepositWatchCache, PaymentsProjection
 from node.payments.models import Payment
 from node.payments.schemas import PaymentRequest
 from node.payments.service import intent_of
@@ -35,6 +32,7 @@ from node.settlement.service import Incoming
 from tests.fixtures.accounts import MerchantAccount, make_merchant
 from tests.fixtures.contracts import OPERATOR, PAYERS
 from tests.fixtures.indexing import IndexedChain
+from tests.fixtures.payments import payments_follower
 
 CONFIRMATIONS = 2
 
@@ -99,12 +97,7 @@ async def deposits(indexed_chain: IndexedChain, resources: Resources) -> AsyncIt
     settings = indexed_chain.settings.model_copy(update={
         "indexer_confirmations": CONFIRMATIONS, "payment_cache_ttl_s": 0.0})
     rpc = RpcClient(indexed_chain.anvil.url)
-    handlers = chain_handlers()
-    for handler in handlers:
-        if isinstance(handler, PaymentsProjection):
-            handler._settings = settings
-    follower = build_follower(settings, resources.db, rpc, indexed_chain.deployment, handlers=handlers,
-                              watch=DepositWatchCache(resources.db, ttl=0))
+    follower = payments_follower(indexed_chain, settings, resources, rpc)
     harness = DepositChain(indexed_chain, resources, settings, follower)
     await harness.index()
     yield harness
