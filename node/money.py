@@ -54,8 +54,13 @@ def from_base_units(units: int, decimals: int = USDT_DECIMALS) -> Decimal:
 
 
 def format_units(units: int, decimals: int = USDT_DECIMALS) -> str:
-    """Base units as a trimmed decimal string: 1500000000000000000 -> "1.5"."""
-    return format_decimal(from_base_units(units, decimals))
+    """Base units as a trimmed decimal string: 1500000000000000000 -> "1.5" (integer arithmetic:
+    a payment object formats eight amounts, and Decimal division was most of its cost)."""
+    whole, fraction = divmod(abs(units), 10**decimals)
+    sign = "-" if units < 0 else ""
+    if not fraction:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{str(fraction).rjust(decimals, '0').rstrip('0')}"
 
 
 def lkr_to_cents(amount: Decimal) -> int:

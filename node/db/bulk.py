@@ -11,8 +11,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 from sqlalchemy import Table, text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.ext.asyncio import AsyncSession
 
 
 async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
@@ -39,17 +38,17 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
 @asynccontextmanager
 async def sole_write_connection(session: AsyncSession) -> AsyncIterator[asyncpg.Connection]:
     """A driver connection for a unit of work whose only write is ONE statement, which is atomic
-    on its own: when the session has not begun a transaction, a pooled connection in autocommit
-    (no BEGIN and COMMIT round trips, no session machinery); otherwise the session's own, inside
-    its transaction, so the statement commits or rolls back with what came before."""
-    if session.in_transaction() or not isinstance(session.bind, AsyncEngine):
+    on its own: when the session has not begun a transaction, a connection of the database's
+    driver pool in autocommit (no BEGIN and COMMIT round trips, no session machinery); otherwise
+    the session's own, inside its transaction, so the statement commits or rolls back with what
+    came before."""
+    database = session.info.get("database")
+    if session.in_transaction() or database is None:
         yield await driver_connection(session)
         return
-    raw = await session.bind.raw_connection()
-    try:
-        yield raw.driver_connection
-    finally:
-        await greenlet_spawn(raw.close)
+    pool = await database.driver_pool()
+    async with pool.acquire() as connection:
+        yield connection
 
 
 async def copy_insert_ignoring_duplicates(

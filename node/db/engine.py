@@ -6,11 +6,13 @@ session and commits once; services take the session and never commit.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 import orjson
 from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -22,6 +24,7 @@ CommitHook = Callable[[AsyncSession], Awaitable[None]]
 # a pooled connection idle longer than this is pinged before use; a busy one is not (a ping on
 # every checkout is a round trip per request, which the API's hot path cannot afford)
 PING_AFTER_IDLE_S = 5.0
+DRIVER_IDLE_S = 30.0
 
 
 def _json_dumps(value: Any) -> str:
@@ -34,8 +37,24 @@ class Database:
             url, pool_size=pool_size, max_overflow=pool_size, echo=echo, json_serializer=_json_dumps,
         )
         _ping_idle_connections(self.engine)
-        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False,
+                                           info={"database": self})
         self._commit_hooks: list[CommitHook] = []
+        self._pool_size = pool_size
+        self._driver_pool: asyncpg.Pool | None = None
+        self._driver_pool_lock = asyncio.Lock()
+
+    async def driver_pool(self) -> asyncpg.Pool:
+        """Plain asyncpg connections, for hot paths that write one statement outside a session:
+        a checkout here costs a fraction of SQLAlchemy's pool machinery. Connections idle for
+        ``DRIVER_IDLE_S`` are closed (a database restart is not met by a stale connection)."""
+        if self._driver_pool is None:
+            async with self._driver_pool_lock:
+                if self._driver_pool is None:
+                    self._driver_pool = await asyncpg.create_pool(
+                        self.dsn, min_size=0, max_size=self._pool_size,
+                        max_inactive_connection_lifetime=DRIVER_IDLE_S, reset=_keep_session_state)
+        return self._driver_pool
 
     def add_commit_hook(self, hook: CommitHook) -> None:
         """``hook(session)`` runs after each unit of work commits (never after a rollback): for
@@ -71,7 +90,16 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self._driver_pool is not None:
+            await self._driver_pool.close()
+            self._driver_pool = None
         await self.engine.dispose()
+
+
+async def _keep_session_state(connection: asyncpg.Connection) -> None:
+    """The driver pool's reset on release: none. Its users run single statements that leave no
+    session state (no SET, LISTEN, advisory lock or cursor), and asyncpg's default reset is a
+    round trip on every release."""
 
 
 def _ping_idle_connections(engine: AsyncEngine) -> None:
