@@ -24,6 +24,7 @@ import structlog
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from node.auth.principal import MerchantPrincipal
 from node.db.engine import CommitHook
 from node.merchants.repository import KeyForAuth
 
@@ -63,6 +64,7 @@ def publish_changes(redis: aioredis.Redis) -> CommitHook:
 class CachedKey:
     key: KeyForAuth
     secret: str  # the HMAC key, unsealed
+    principal: MerchantPrincipal  # what the key authenticates as
     generation: bytes | None
     loaded_at: float
 
@@ -78,10 +80,11 @@ class KeyCache:
             return None
         return hit
 
-    def put(self, key_id: str, key: KeyForAuth, secret: str, generation: bytes | None) -> CachedKey:
+    def put(self, key_id: str, key: KeyForAuth, secret: str, principal: MerchantPrincipal,
+            generation: bytes | None) -> CachedKey:
         if len(self._entries) >= MAX_ENTRIES:
             self._entries.clear()
-        cached = self._entries[key_id] = CachedKey(key, secret, generation, time.monotonic())
+        cached = self._entries[key_id] = CachedKey(key, secret, principal, generation, time.monotonic())
         return cached
 
     def drop(self, key_id: str) -> None:

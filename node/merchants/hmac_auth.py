@@ -114,7 +114,7 @@ async def authenticate(
     decision = limiter.decide(limit, result[3:7]) if limiter and limit else None
     if result[1]:
         await repo.touch_key(session, key.id)
-    return principal_for_key(key), decision
+    return cached.principal, decision
 
 
 async def _load(session: AsyncSession, redis: aioredis.Redis, settings: Settings, key_id: str) -> CachedKey:
@@ -131,4 +131,4 @@ async def _load(session: AsyncSession, redis: aioredis.Redis, settings: Settings
     key = await repo.usable_key(session, key_id)
     if key is None:
         raise Unauthorized(INVALID_KEY)
-    return _keys.put(key_id, key, open_hmac_key(settings, key.hmac_key_sealed), generation)
+    return _keys.put(key_id, key, open_hmac_key(settings, key.hmac_key_sealed), principal_for_key(key), generation)
