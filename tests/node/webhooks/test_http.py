@@ -201,11 +201,9 @@ class TestTls:
         assert server.connections == 1 and len(server.requests) == 2
         assert server.requests[0].startswith(b"POST /hook HTTP/1.1\r\nHost: localhost:%d\r\n" % server.port)
 
-    async def test_an_untrusted_certificate_is_refused(self, tmp_path: Path) -> None:
-        server, _ = await self._server(tmp_path, "localhost")
-        http = client()  # the system's CAs: a self-signed certificate is not among them
+    async def _refused(self, server: RawServer, http: WebhookClient, match: str | None = None) -> None:
         try:
-            with pytest.raises(ssl.SSLCertVerificationError):
+            with pytest.raises(ssl.SSLCertVerificationError, match=match):
                 await http.post(f"https://localhost:{server.port}/hook", TEST_HTTPS, HEADERS, b"{}")
         finally:
             http.close()
@@ -213,14 +211,10 @@ class TestTls:
             server.server.close()
         assert server.requests == []
 
+    async def test_an_untrusted_certificate_is_refused(self, tmp_path: Path) -> None:
+        server, _ = await self._server(tmp_path, "localhost")
+        await self._refused(server, client())  # the system's CAs: a self-signed certificate is not among them
+
     async def test_a_certificate_for_another_host_is_refused(self, tmp_path: Path) -> None:
         server, cert_file = await self._server(tmp_path, "other.example")
-        http = self._trusting(cert_file)
-        try:
-            with pytest.raises(ssl.SSLCertVerificationError, match=r"match|mismatch"):
-                await http.post(f"https://localhost:{server.port}/hook", TEST_HTTPS, HEADERS, b"{}")
-        finally:
-            http.close()
-            assert server.server is not None
-            server.server.close()
-        assert server.requests == []
+        await self._refused(server, self._trusting(cert_file), match=r"match|mismatch")
