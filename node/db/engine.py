@@ -78,12 +78,18 @@ class Database:
 
         The transaction begins with the first statement (a unit of work that never touches the
         session costs no BEGIN, COMMIT or pooled connection)."""
-        async with self.sessions() as session:
+        session = self.sessions()
+        try:
             yield session
             if session.in_transaction():
                 await session.commit()
-            for hook in self._commit_hooks:
-                await hook(session)
+        finally:
+            # closing rolls back what failed; a session that holds nothing (never used, or used,
+            # committed and left without objects) has nothing to close: a greenlet hop saved
+            if session.in_transaction() or session.identity_map:
+                await session.close()
+        for hook in self._commit_hooks:
+            await hook(session)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
