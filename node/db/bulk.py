@@ -24,8 +24,8 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
     raw = await connection.get_raw_connection()
     driver: asyncpg.Connection = raw.driver_connection
     if not driver.is_in_transaction():
-        # the adapter's own BEGIN (no round trip of its own beyond it), so SQLAlchemy commits it;
-        # a statement through the session does the same where the adapter lacks the method
+        # the adapter's own BEGIN, which SQLAlchemy then commits (no extra statement); a statement
+        # through the session does the same where the adapter lacks the method
         start = getattr(raw.dbapi_connection, "_start_transaction", None)
         if start is not None:
             await start()

@@ -28,7 +28,8 @@ DRIVER_IDLE_S = 30.0
 
 
 def _json_dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    # orjson for JSONB columns; non-string keys become strings, as the json module made them
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 class Database:
