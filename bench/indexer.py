@@ -33,13 +33,14 @@ from chain.deploy import Deployment, LocalSigner, deploy
 from chain.intents import IntentDomain, PaymentIntent, sign_intent, uuid_to_bytes32
 from indexer.follower import decode_rows
 from indexer.heads import HeadWatcher, ws_url_for
-from indexer.service import build_follower, tune_gc
+from indexer.service import build_follower
 from node.config import Settings
 from node.db import Database
 from node.db.migrate import upgrade
 from node.infra.anvil import EmbeddedAnvil
 from node.infra.postgres import EmbeddedPostgres
 from node.infra.process import free_port
+from node.runtime import tune_gc
 
 DEPLOYER_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 OPERATOR_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"

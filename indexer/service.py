@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import signal
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from node.db import Database
 from node.indexing.handlers import ChainHandler, ChainScope
 from node.indexing.registry import chain_handlers, deposit_watch
 from node.logs import configure_logging
+from node.runtime import tune_gc
 
 log = structlog.get_logger(__name__)
 
@@ -93,15 +93,6 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await leader.release()
         await rpc.aclose()
         await db.dispose()
-
-
-def tune_gc() -> None:
-    """A backfill allocates millions of short-lived objects next to long-lived batches: with
-    the default thresholds the collector rescans those batches thousands of times. Collect
-    young objects less often, and keep everything loaded at start-up out of every scan."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
 
 
 def run_indexer(settings: Settings) -> None:

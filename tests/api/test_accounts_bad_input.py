@@ -9,14 +9,18 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi.routing import APIRoute
-from sqlalchemy import func, select
 
 from api.app import create_app
-from node.admin.models import AuditLog
-from node.bus import OutboxMessage
 from node.config import Settings
 from node.resources import Resources
-from tests.fixtures.accounts import AdminAccount, MerchantAccount, in_process_client, make_admin, make_merchant
+from tests.fixtures.accounts import (
+    AdminAccount,
+    MerchantAccount,
+    in_process_client,
+    make_admin,
+    make_merchant,
+    write_high_water,
+)
 from tests.fixtures.ownership import api_routes, path_with, route_auth
 
 ACCOUNTS_PREFIXES = ("/v1/auth", "/v1/merchants", "/v1/merchant/", "/v1/branches", "/v1/api-keys", "/v1/users",
@@ -47,13 +51,6 @@ async def http(resources: Resources) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def _high_water(resources: Resources) -> tuple[int, int]:
-    async with resources.db.unit_of_work() as session:
-        outbox = await session.scalar(select(func.coalesce(func.max(OutboxMessage.id), 0)))
-        audit = await session.scalar(select(func.coalesce(func.max(AuditLog.id), 0)))
-    return int(outbox or 0), int(audit or 0)
-
-
 def test_routes_found() -> None:
     assert len(JSON_ROUTES) > 25
 
@@ -65,11 +62,11 @@ async def test_garbage_is_a_stable_4xx_and_writes_nothing(
     merchant, admin = who
     path = path_with(route, {"merchantId": str(merchant.merchant_id)})
     headers = admin.auth_headers if route_auth(route) == "admin" else merchant.auth_headers
-    water = await _high_water(resources)
+    water = await write_high_water(resources)
     for body in GARBAGE:
         reply = await http.request(method, path, content=body,
                                    headers={**headers, "content-type": "application/json"})
         assert 400 <= reply.status_code < 500, f"{body[:60]!r}: {reply.status_code} {reply.text[:200]}"
         assert reply.json()["error"]["code"] in {"INVALID_JSON", "VALIDATION_ERROR", "NOT_FOUND", "RATE_LIMITED",
                                                  "UNAUTHORIZED", "FORBIDDEN"}
-    assert await _high_water(resources) == water
+    assert await write_high_water(resources) == water

@@ -12,14 +12,11 @@ import httpx
 import pytest
 import pytest_asyncio
 from fastapi.routing import APIRoute
-from sqlalchemy import func, select
 
 from api.app import create_app
-from node.admin.models import AuditLog
-from node.bus import OutboxMessage
 from node.config import Settings
 from node.resources import Resources
-from tests.fixtures.accounts import MerchantAccount, in_process_client, make_merchant
+from tests.fixtures.accounts import MerchantAccount, in_process_client, make_merchant, write_high_water
 from tests.fixtures.ownership import SAMPLE_BODIES, api_routes, factory_for, id_params, path_with, route_auth
 
 _APP = create_app(Settings(_env_file=None))  # type: ignore[call-arg]
@@ -39,13 +36,6 @@ async def tenants(resources: Resources) -> tuple[MerchantAccount, MerchantAccoun
 async def http(resources: Resources) -> AsyncIterator[httpx.AsyncClient]:
     async with in_process_client(resources) as client:  # type: ignore[attr-defined]
         yield client
-
-
-async def _high_water(resources: Resources) -> tuple[int, int]:
-    async with resources.db.unit_of_work() as session:
-        outbox = await session.scalar(select(func.coalesce(func.max(OutboxMessage.id), 0)))
-        audit = await session.scalar(select(func.coalesce(func.max(AuditLog.id), 0)))
-    return int(outbox or 0), int(audit or 0)
 
 
 def test_the_walk_finds_the_accounts_routes() -> None:
@@ -77,7 +67,7 @@ async def test_another_merchant_cannot_touch_the_object(
     if route_auth(route) == "merchant":
         credentials.append(intruder.auth_headers)
     before = [await snap() for snap in snapshots]
-    water = await _high_water(resources)
+    water = await write_high_water(resources)
     for headers in credentials:
         if "x-signature" in headers:
             headers = intruder.signed(method, path, raw)  # a fresh signature for each call
@@ -85,4 +75,4 @@ async def test_another_merchant_cannot_touch_the_object(
                                    headers={**headers, "content-type": "application/json"})
         assert reply.status_code in (403, 404), f"{method} {path}: {reply.status_code} {reply.text[:300]}"
     assert [await snap() for snap in snapshots] == before, "the object changed"
-    assert await _high_water(resources) == water, "something was written (outbox or audit log)"
+    assert await write_high_water(resources) == water, "something was written (outbox or audit log)"
