@@ -29,7 +29,7 @@ def _app(resources: Resources) -> FastAPI:
     @router.api_route("/v1/sdk/echo", methods=["GET", "POST"])
     async def echo(principal: ApiKeyMerchant, request: Request) -> dict[str, object]:
         return {"merchantId": str(principal.merchant_id), "mode": principal.mode,
-                "body": (await request.body()).decode()}
+                "kycStatus": principal.kyc_status, "body": (await request.body()).decode()}
 
     @router.get("/v1/echo-any")
     async def echo_any(principal: CurrentMerchant) -> dict[str, object]:
@@ -74,7 +74,8 @@ class TestAccepted:
         path = "/v1/sdk/echo?page=1&perPage=20&search=a%20b"
         reply = await http.get(path, headers=merchant_account.signed("GET", path))
         assert reply.status_code == 200, reply.text
-        assert reply.json() == {"merchantId": str(merchant_account.merchant_id), "mode": "test", "body": ""}
+        assert reply.json() == {"merchantId": str(merchant_account.merchant_id), "mode": "test",
+                                "kycStatus": "APPROVED", "body": ""}
 
     async def test_a_signed_post_body_is_seen_by_the_route(self, http: httpx.AsyncClient,
                                                           merchant_account: MerchantAccount) -> None:
@@ -157,6 +158,20 @@ class TestRejected:
         _unauthorized(await http.get("/v1/sdk/echo", headers=account.signed("GET", "/v1/sdk/echo")), BAD_KEY)
         # its portal token stops too
         assert (await http.get("/v1/echo-any", headers=account.auth_headers)).status_code == 401
+
+    async def test_a_kyc_decision_reaches_a_key_already_in_use(self, http: httpx.AsyncClient,
+                                                               resources: Resources) -> None:
+        # keys are cached per process: the principal must not keep the KYC state it was cached with
+        from node.merchants import service
+
+        account = await make_merchant(resources, kyc="PENDING")
+        before = await http.get("/v1/sdk/echo", headers=account.signed("GET", "/v1/sdk/echo"))
+        assert before.json()["kycStatus"] == "PENDING"
+        async with resources.db.unit_of_work() as session:
+            merchant = await service.get(session, account.merchant_id, for_update=True)
+            await service.transition_kyc(session, merchant, "UNDER_REVIEW", actor_type="SYSTEM", actor_id=None)
+        after = await http.get("/v1/sdk/echo", headers=account.signed("GET", "/v1/sdk/echo"))
+        assert after.json()["kycStatus"] == "UNDER_REVIEW"
 
     async def test_sdk_routes_refuse_a_portal_token(self, http: httpx.AsyncClient,
                                                     merchant_account: MerchantAccount) -> None:
