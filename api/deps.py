@@ -26,7 +26,7 @@ from node.config import Settings as NodeSettings
 from node.errors import Forbidden, Unauthorized
 from node.merchants import hmac_auth
 from node.merchants import repository as merchants_repo
-from node.ratelimit import RateLimiter
+from node.ratelimit import Decision, RateLimiter
 from node.resources import Resources as NodeResources
 
 
@@ -110,15 +110,21 @@ def _signed_path(request: Request) -> str:
     return path + ("?" + query.decode("latin-1") if query else "")
 
 
-async def _hmac_principal(request: Request, response: Response, session: AsyncSession, resources: NodeResources,
-                          limiter: RateLimiter) -> MerchantPrincipal:
+async def hmac_principal(request: Request, session: AsyncSession) -> tuple[MerchantPrincipal, Decision | None]:
+    """The API key's merchant and its rate-limit decision; a plain call, for the hot route that
+    resolves no dependencies."""
+    resources: NodeResources = request.app.state.resources
     headers = request.headers
-    principal, decision = await hmac_auth.authenticate(
-        session, resources.redis, resources.settings, key_id=headers.get("x-api-key"),
+    return await hmac_auth.authenticate(
+        session, resources.scripts, resources.settings, key_id=headers.get("x-api-key"),
         timestamp=headers.get("x-timestamp"), given_signature=headers.get("x-signature"),
         method=request.method, path=_signed_path(request), body=await request.body(),
-        client_ip=client_ip(request), limiter=limiter,
+        client_ip=client_ip(request), limiter=await _limiter(request),
     )
+
+
+async def _hmac_principal(request: Request, response: Response, session: AsyncSession) -> MerchantPrincipal:
+    principal, decision = await hmac_principal(request, session)
     if decision is not None:
         response.headers.update(decision.headers())
     return principal
@@ -154,9 +160,9 @@ async def _limit_principal(limiter: RateLimiter, response: Response, principal: 
 
 async def _current_merchant(request: Request, response: Response, session: Session) -> MerchantPrincipal:
     # resources and limiter straight from the app: each declared dependency costs every request
-    resources, limiter = await _resources(request), await _limiter(request)
     if any(h in request.headers for h in ("x-api-key", "x-signature", "x-timestamp")):
-        return await _hmac_principal(request, response, session, resources, limiter)
+        return await _hmac_principal(request, response, session)
+    resources, limiter = await _resources(request), await _limiter(request)
     token = _bearer(request)
     if token is None:
         raise Unauthorized("missing credentials: a Bearer token or API key signature headers")
@@ -166,10 +172,13 @@ async def _current_merchant(request: Request, response: Response, session: Sessi
 
 
 async def _api_key_merchant(request: Request, response: Response, session: Session) -> MerchantPrincipal:
-    resources, limiter = await _resources(request), await _limiter(request)
+    refuse_bearer_for_api_key_route(request)
+    return await _hmac_principal(request, response, session)
+
+
+def refuse_bearer_for_api_key_route(request: Request) -> None:
     if _bearer(request) is not None and "x-api-key" not in request.headers:
         raise Unauthorized(MISSING_HEADERS)
-    return await _hmac_principal(request, response, session, resources, limiter)
 
 
 CurrentMerchant = Annotated[MerchantPrincipal, Depends(_current_merchant)]

@@ -180,12 +180,42 @@ def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> Non
     raise SystemExit("server did not start")
 
 
+def _cpu_by_role() -> dict[str, float]:
+    """CPU seconds so far of every process on the machine, summed by the role it plays here."""
+    import psutil
+
+    roles: dict[str, float] = {}
+    for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        name = proc.info["name"] or ""
+        role = ("server" if "--serve" in cmdline or "multiprocessing" in cmdline else "load generator" if "--load" in cmdline
+                else "postgres" if name.startswith("postgres") else "redis" if "redis" in name else "other")
+        times = proc.info["cpu_times"]
+        if times is not None:
+            roles[role] = roles.get(role, 0.0) + times.user + times.system
+    return roles
+
+
+def _sample_cpu(delay: float, span: float, into: dict[str, float]) -> None:
+    time.sleep(delay)
+    before = _cpu_by_role()
+    time.sleep(span)
+    after = _cpu_by_role()
+    into.update({role: after[role] - before.get(role, 0.0) for role in after})
+
+
 def run_load(url: str, path: str, credential: str | None, args: argparse.Namespace) -> dict[str, Any]:
+    import threading
+
     per = max(1, args.connections // args.loaders)
     procs = [subprocess.Popen(
         [sys.executable, __file__, "--load", url, "--path", path, "--credential", credential or "",
          "--duration", str(args.duration), "--connections", str(per), "--warmup", str(args.warmup),
          "--worker", str(i)], stdout=subprocess.PIPE, cwd=ROOT) for i in range(args.loaders)]
+    # CPU over the middle of the measured window (the loaders take ~1 s to start)
+    cpu: dict[str, float] = {}
+    sampler = threading.Thread(target=_sample_cpu, args=(args.warmup + 1.5, args.duration - 2, cpu), daemon=True)
+    sampler.start()
     latencies: list[float] = []
     errors: dict[str, int] = {}
     for proc in procs:
@@ -194,14 +224,18 @@ def run_load(url: str, path: str, credential: str | None, args: argparse.Namespa
         latencies += result["latencies"]
         for k, v in result["errors"].items():
             errors[k] = errors.get(k, 0) + v
-    return {"rps": len(latencies) / args.duration, "p50": percentile(latencies, 50),
+    sampler.join()
+    return {"cpu": {role: seconds / (args.duration - 2) for role, seconds in cpu.items()},"rps": len(latencies) / args.duration, "p50": percentile(latencies, 50),
             "p90": percentile(latencies, 90), "p99": percentile(latencies, 99), "max": max(latencies, default=0.0),
             "n": len(latencies), "errors": errors}
 
 
 def report(name: str, r: dict[str, Any]) -> str:
+    per_request = ", ".join(f"{role} {1000 * share / r['rps']:.3f}" for role, share in
+                            sorted(r["cpu"].items(), key=lambda kv: -kv[1]) if share > 0.005) if r["rps"] else ""
     return (f"{name:<34} {r['rps']:>9,.0f} req/s   p50 {r['p50']:6.1f}  p90 {r['p90']:6.1f}  p99 {r['p99']:6.1f}  "
-            f"max {r['max']:6.1f} ms   ({r['n']:,} ok, errors {r['errors'] or 0})")
+            f"max {r['max']:6.1f} ms   ({r['n']:,} ok, errors {r['errors'] or 0})\n"
+            f"{'':<36}CPU ms per request: {per_request}; cores busy {sum(r['cpu'].values()):.2f}")
 
 
 async def prepare(settings: Any) -> str:

@@ -13,6 +13,7 @@ from nats.js import JetStreamContext
 from node.bus import connect_nats, ensure_streams
 from node.config import Settings
 from node.db import Database
+from node.redis_pipeline import PipelinedRedis
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Resources:
     redis: aioredis.Redis
     nats: NatsClient
     js: JetStreamContext
+    scripts: PipelinedRedis  # the hot path's Redis scripts (HMAC authentication), one pipelined connection
     http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=5.0))
 
     @classmethod
@@ -36,12 +38,14 @@ class Resources:
         nc = await connect_nats(settings, name)
         js = nc.jetstream()
         await ensure_streams(js, settings)
-        return cls(settings=settings, db=db, redis=redis, nats=nc, js=js)
+        return cls(settings=settings, db=db, redis=redis, nats=nc, js=js,
+                   scripts=PipelinedRedis(settings.redis_url))
 
     async def close(self) -> None:
         await self.http.aclose()
         await self.nats.drain()
         await self.redis.aclose()
+        await self.scripts.aclose()
         await self.db.dispose()
 
     async def readiness(self) -> dict[str, str]:

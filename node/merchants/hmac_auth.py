@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import time
 
-import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,6 +36,7 @@ from node.merchants import repository as repo
 from node.merchants.api_keys import ip_allowed, open_hmac_key, principal_for_key
 from node.merchants.auth_cache import CachedKey, KeyCache, generation_key
 from node.ratelimit import GCRA_FUNCTION, Decision, RateLimiter
+from node.redis_pipeline import PipelinedRedis
 
 # KEYS: replay claim, last-used throttle, rate-limit bucket, auth generation.
 # ARGV: claim ttl ms, throttle ttl s, limit interval ms, limit burst (0: no limit).
@@ -56,15 +55,6 @@ return {1, touch, generation, limit[1], limit[2], limit[3], limit[4]}
 """
 
 _keys = KeyCache()
-_script: AsyncScript | None = None
-
-
-def _auth_script(redis: aioredis.Redis) -> AsyncScript:
-    # EVALSHA: the script's text travels again only if Redis lost it
-    global _script
-    if _script is None:
-        _script = redis.register_script(_AUTH_SCRIPT)
-    return _script
 
 
 class IpNotAllowed(Forbidden):
@@ -72,7 +62,7 @@ class IpNotAllowed(Forbidden):
 
 
 async def authenticate(
-    session: AsyncSession, redis: aioredis.Redis, settings: Settings, *, key_id: str | None,
+    session: AsyncSession, redis: PipelinedRedis, settings: Settings, *, key_id: str | None,
     timestamp: str | None, given_signature: str | None, method: str, path: str, body: bytes,
     client_ip: str | None, limiter: RateLimiter | None = None,
 ) -> tuple[MerchantPrincipal, Decision | None]:
@@ -95,11 +85,12 @@ async def authenticate(
     # the claim lives until the signature could no longer pass the window check
     ttl_ms = max(1, ts + settings.hmac_window_ms - now_ms + 1000)
     try:
-        result = await _auth_script(redis)(
-            keys=[f"hmac:seen:{key_id}:{expected}", f"apikey:touched:{key.id}",
-                  limiter.bucket("api", f"key:{key.id}") if limiter else "-", generation_key(key.merchant_id)],
-            args=[ttl_ms, settings.api_key_last_used_every_s, limit.interval_ms if limit else 0,
-                  limit.requests if limit else 0], client=redis)
+        result = await redis.evalsha(
+            _AUTH_SCRIPT,
+            [f"hmac:seen:{key_id}:{expected}", f"apikey:touched:{key.id}",
+             limiter.bucket("api", f"key:{key.id}") if limiter else "-", generation_key(key.merchant_id)],
+            [ttl_ms, settings.api_key_last_used_every_s, limit.interval_ms if limit else 0,
+             limit.requests if limit else 0])
     except RedisError:
         raise ServiceUnavailable("authentication temporarily unavailable") from None
     if result[2] != (cached.generation or b""):
@@ -117,7 +108,7 @@ async def authenticate(
     return cached.principal, decision
 
 
-async def _load(session: AsyncSession, redis: aioredis.Redis, settings: Settings, key_id: str) -> CachedKey:
+async def _load(session: AsyncSession, redis: PipelinedRedis, settings: Settings, key_id: str) -> CachedKey:
     """The key from the database, cached under a generation read *before* the row it caches: a
     change committed after that read bumps the generation past it, so a stale row never passes
     for current. (The first query only finds the merchant whose generation to read.)"""
@@ -125,7 +116,7 @@ async def _load(session: AsyncSession, redis: aioredis.Redis, settings: Settings
     if key is None:
         raise Unauthorized(INVALID_KEY)
     try:
-        generation = await redis.get(generation_key(key.merchant_id))
+        generation = await redis.call("GET", generation_key(key.merchant_id))
     except RedisError:
         raise ServiceUnavailable("authentication temporarily unavailable") from None
     key = await repo.usable_key(session, key_id)

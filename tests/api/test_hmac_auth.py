@@ -197,3 +197,26 @@ class TestRateLimit:
         assert [r.status_code for r in replies] == [200, 200, 200, 429]
         assert replies[0].headers["x-ratelimit-limit"] == "3" and replies[2].headers["x-ratelimit-remaining"] == "0"
         assert replies[3].json()["error"]["code"] == "RATE_LIMITED" and "retry-after" in replies[3].headers
+
+
+async def test_without_redis_a_payment_is_refused_with_503_and_nothing_stored(resources: Resources) -> None:
+    """The replay check needs Redis: when it is unreachable, requests fail closed, on the hot
+    payment route too (it authenticates without FastAPI's dependencies)."""
+    import dataclasses
+
+    from node.infra.process import free_port
+    from node.redis_pipeline import PipelinedRedis
+    from tests.fixtures.accounts import write_high_water
+
+    merchant = await make_merchant(resources)
+    unreachable = dataclasses.replace(resources, scripts=PipelinedRedis(f"redis://127.0.0.1:{free_port()}/0"))
+    transport = httpx.ASGITransport(app=create_app(resources.settings, unreachable))
+    body = b'{"amount":"10.00","currency":"USDT","merchantTradeNo":"no-redis"}'
+    water = await write_high_water(resources)
+    async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+        reply = await client.post("/v1/sdk/payments", content=body, headers={
+            "content-type": "application/json", **hmac_headers(*merchant.test_key, "POST", "/v1/sdk/payments", body)})
+    assert reply.status_code == 503, reply.text
+    assert reply.json()["error"] == {"code": "SERVICE_UNAVAILABLE",
+                                     "message": "authentication temporarily unavailable"}
+    assert await write_high_water(resources) == water
