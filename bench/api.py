@@ -188,7 +188,9 @@ def _cpu_by_role() -> dict[str, float]:
     for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
         name = proc.info["name"] or ""
-        role = ("server" if "--serve" in cmdline or "multiprocessing" in cmdline else "load generator" if "--load" in cmdline
+        # uvicorn's worker processes are multiprocessing children of the --serve process
+        serving = "--serve" in cmdline or "multiprocessing" in cmdline
+        role = ("server" if serving else "load generator" if "--load" in cmdline
                 else "postgres" if name.startswith("postgres") else "redis" if "redis" in name else "other")
         times = proc.info["cpu_times"]
         if times is not None:
@@ -225,7 +227,8 @@ def run_load(url: str, path: str, credential: str | None, args: argparse.Namespa
         for k, v in result["errors"].items():
             errors[k] = errors.get(k, 0) + v
     sampler.join()
-    return {"cpu": {role: seconds / (args.duration - 2) for role, seconds in cpu.items()},"rps": len(latencies) / args.duration, "p50": percentile(latencies, 50),
+    return {"cpu": {role: seconds / (args.duration - 2) for role, seconds in cpu.items()},
+            "rps": len(latencies) / args.duration, "p50": percentile(latencies, 50),
             "p90": percentile(latencies, 90), "p99": percentile(latencies, 99), "max": max(latencies, default=0.0),
             "n": len(latencies), "errors": errors}
 
