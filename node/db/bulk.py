@@ -6,8 +6,7 @@ parameters; COPY streams any number of rows through the driver's binary encoder.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 from sqlalchemy import Table, text
@@ -33,22 +32,6 @@ async def driver_connection(session: AsyncSession) -> asyncpg.Connection:
             await session.execute(text("SELECT 1"))
     assert driver.is_in_transaction()
     return driver
-
-
-@asynccontextmanager
-async def sole_write_connection(session: AsyncSession) -> AsyncIterator[asyncpg.Connection]:
-    """A driver connection for a unit of work whose only write is ONE statement, which is atomic
-    on its own: when the session has not begun a transaction, a connection of the database's
-    driver pool in autocommit (no BEGIN and COMMIT round trips, no session machinery); otherwise
-    the session's own, inside its transaction, so the statement commits or rolls back with what
-    came before."""
-    database = session.info.get("database")
-    if session.in_transaction() or database is None:
-        yield await driver_connection(session)
-        return
-    pool = await database.driver_pool()
-    async with pool.acquire() as connection:
-        yield connection
 
 
 async def copy_insert_ignoring_duplicates(

@@ -14,6 +14,8 @@ import asyncio
 import functools
 import hashlib
 import hmac
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
 import asyncpg
@@ -63,10 +65,11 @@ class IntentSequence:
         self._free: list[int] = []
         self._lock = asyncio.Lock()
 
-    async def next(self, driver: asyncpg.Connection) -> int:
+    async def next(self, connect: Callable[[], AbstractAsyncContextManager[asyncpg.Connection]]) -> int:
         if not self._free:
             async with self._lock:
                 if not self._free:
-                    rows = await driver.fetch(self._SQL, self.BLOCK)
+                    async with connect() as driver:
+                        rows = await driver.fetch(self._SQL, self.BLOCK)
                     self._free = sorted((int(row[0]) for row in rows), reverse=True)
         return self._free.pop()

@@ -7,10 +7,11 @@ platform settings) goes to the treasury on chain, the rest to the merchant.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, localcontext
 from typing import Any, NamedTuple
@@ -26,7 +27,9 @@ from node.admin.platform import get_settings as platform_settings
 from node.auth.principal import MerchantPrincipal
 from node.bus import announce
 from node.config import Settings
-from node.db.bulk import driver_connection, sole_write_connection
+from node.db import Database
+from node.db.bulk import driver_connection
+from node.db.group_insert import GroupInsert
 from node.errors import Forbidden, NotFound, ValidationFailed
 from node.exchange import rates
 from node.merchants.service import ensure_live_allowed, reserve_instant_access
@@ -123,8 +126,10 @@ _PAYMENT_COLUMNS = (
     "received_final", "swept", "refunded_units", "late",
 )
 _JSON_COLUMNS = frozenset({"customer_billing", "goods", "risk_flags"})
+
+
 _n = len(_PAYMENT_COLUMNS)
-_INSERT_ANNOUNCED = (
+_INSERT_ANNOUNCED = GroupInsert(
     f"WITH payment AS (INSERT INTO payments.payments ({', '.join(_PAYMENT_COLUMNS)}) "
     f"VALUES ({', '.join(f'${i}' for i in range(1, _n + 1))})) "
     f"INSERT INTO bus.outbox (message_id, type, key, payload) VALUES (${_n + 1}, ${_n + 2}, ${_n + 3}, ${_n + 4})"
@@ -154,8 +159,9 @@ async def create_payment(session: AsyncSession, settings: Settings, principal: M
     """``create`` with the payment's wire object, built once for the announcement and the answer.
 
     ``sole_write``: the caller writes nothing else in this unit of work, so when nothing was
-    written before either, the payment and its announcement go in as one statement without a
-    BEGIN and COMMIT around it (still one transaction: a statement is atomic on its own).
+    written before either, the payment and its announcement need no transaction of the session:
+    they go in with the payments other requests of this process create at the same moment, as
+    one statement (``GroupInsert``: one transaction, no BEGIN and COMMIT round trips).
     """
     if principal.mode == "live":
         ensure_live_allowed(principal.kyc_status)
@@ -183,48 +189,56 @@ async def create_payment(session: AsyncSession, settings: Settings, principal: M
     exchange_fee, platform_fee = fee_units(units, exchange_pct), fee_units(units, platform_pct)
     if principal.mode == "live":
         await reserve_instant_access(session, settings, principal.merchant_id, units)
-    connection = sole_write_connection(session) if sole_write else _in_session(session)
-    async with connection as driver:
-        scored = risk.score(units, await _risk_inputs(driver, settings, principal.merchant_id, request.customer_email),
-                            settings, has_customer=request.customer_email is not None)
-        risk.check(scored, settings)
-        pid = uuid.uuid4()
-        sequence = await _sequence.next(driver)
-        deadline = int(expire_at.timestamp())
-        intent = PaymentIntent(
-            payment_id=payment_id(pid, sequence), merchant_id=uuid_to_bytes32(principal.merchant_id),
-            token=dep.token, amount=units, fee=exchange_fee + platform_fee, fiat_amount=cents,
-            rate=rate_to_fixed(usdt_rate.rate), deadline=deadline,
-        )
-        dom = onchain.domain(dep)
-        signature, deposit = onchain.sign_and_deposit(intent, dom, dep.forwarder_implementation,
-                                                      settings.operator_key.get_secret_value())
-        values: dict[str, Any] = dict(
-            id=pid, merchant_id=principal.merchant_id, branch_id=branch_id, mode=principal.mode,
-            payment_no=numbers.payment_no(settings, now, sequence), merchant_trade_no=request.merchant_trade_no,
-            amount=request.amount,
-            currency=request.currency, amount_units=units, fiat_cents=cents, rate=usdt_rate.rate,
-            rate_source=usdt_rate.source, exchange_rate=exchange_rate, exchange_fee_pct=exchange_pct,
-            platform_fee_pct=platform_pct, exchange_fee_units=exchange_fee, platform_fee_units=platform_fee,
-            provider=request.provider,
-            provider_pay_id=numbers.provider_pay_id(settings, request.provider, sequence),
-            status="initiated", customer_email=request.customer_email, customer_billing=request.customer_billing,
-            goods=request.goods, description=request.description, success_url=request.success_url,
-            cancel_url=request.cancel_url, webhook_url=request.webhook_url, link_id=link_id, source=source,
-            risk_score=scored.score, risk_flags=scored.flags, expire_at=expire_at, created_at=now, updated_at=now,
-            chain_id=dep.chain_id, sequence=sequence, onchain_id=intent.payment_id, merchant_key=intent.merchant_id,
-            token=dep.token.lower(), deadline=deadline, rate_fixed=intent.rate,
-            signature=signature, deposit_address=deposit, received_seen=0, received_final=0, swept=0,
-            refunded_units=0, late=False,
-        )
-        # the API's hot path: one prepared statement on the driver instead of an ORM flush and a
-        # second insert; the returned object is detached, its fields are what was stored
-        payment = _transient(values)
-        wire = payment_object(payment, settings.public_url)
-        await driver.execute(
-            _INSERT_ANNOUNCED, *(_json(values[c]) if c in _JSON_COLUMNS else values[c] for c in _PAYMENT_COLUMNS),
-            uuid.uuid4(), "payment.initiated", str(pid), _json(wire))
-        return Created(payment, wire)
+    database: Database | None = session.info.get("database")
+    pool = (await database.driver_pool()
+            if sole_write and database is not None and not session.in_transaction() else None)
+    reads: Reads = pool.acquire if pool is not None else functools.partial(_in_session, session)
+    scored = risk.score(units, await _risk_inputs(reads, settings, principal.merchant_id, request.customer_email),
+                        settings, has_customer=request.customer_email is not None)
+    risk.check(scored, settings)
+    pid = uuid.uuid4()
+    sequence = await _sequence.next(reads)
+    deadline = int(expire_at.timestamp())
+    intent = PaymentIntent(
+        payment_id=payment_id(pid, sequence), merchant_id=uuid_to_bytes32(principal.merchant_id),
+        token=dep.token, amount=units, fee=exchange_fee + platform_fee, fiat_amount=cents,
+        rate=rate_to_fixed(usdt_rate.rate), deadline=deadline,
+    )
+    dom = onchain.domain(dep)
+    signature, deposit = onchain.sign_and_deposit(intent, dom, dep.forwarder_implementation,
+                                                  settings.operator_key.get_secret_value())
+    values: dict[str, Any] = dict(
+        id=pid, merchant_id=principal.merchant_id, branch_id=branch_id, mode=principal.mode,
+        payment_no=numbers.payment_no(settings, now, sequence), merchant_trade_no=request.merchant_trade_no,
+        amount=request.amount,
+        currency=request.currency, amount_units=units, fiat_cents=cents, rate=usdt_rate.rate,
+        rate_source=usdt_rate.source, exchange_rate=exchange_rate, exchange_fee_pct=exchange_pct,
+        platform_fee_pct=platform_pct, exchange_fee_units=exchange_fee, platform_fee_units=platform_fee,
+        provider=request.provider,
+        provider_pay_id=numbers.provider_pay_id(settings, request.provider, sequence),
+        status="initiated", customer_email=request.customer_email, customer_billing=request.customer_billing,
+        goods=request.goods, description=request.description, success_url=request.success_url,
+        cancel_url=request.cancel_url, webhook_url=request.webhook_url, link_id=link_id, source=source,
+        risk_score=scored.score, risk_flags=scored.flags, expire_at=expire_at, created_at=now, updated_at=now,
+        chain_id=dep.chain_id, sequence=sequence, onchain_id=intent.payment_id, merchant_key=intent.merchant_id,
+        token=dep.token.lower(), deadline=deadline, rate_fixed=intent.rate,
+        signature=signature, deposit_address=deposit, received_seen=0, received_final=0, swept=0,
+        refunded_units=0, late=False,
+    )
+    # the API's hot path: one prepared statement on the driver instead of an ORM flush and a
+    # second insert; the returned object is detached, its fields are what was stored
+    payment = _transient(values)
+    wire = payment_object(payment, settings.public_url)
+    row = (*(_json(values[c]) if c in _JSON_COLUMNS else values[c] for c in _PAYMENT_COLUMNS),
+           uuid.uuid4(), "payment.initiated", str(pid), _json(wire))
+    if pool is not None:
+        await _INSERT_ANNOUNCED.insert(pool, row)
+    else:
+        await _INSERT_ANNOUNCED.insert_in(await driver_connection(session), row)
+    return Created(payment, wire)
+
+
+Reads = Callable[[], AbstractAsyncContextManager[asyncpg.Connection]]  # a connection for the occasional read
 
 
 @asynccontextmanager
@@ -232,16 +246,18 @@ async def _in_session(session: AsyncSession) -> AsyncIterator[asyncpg.Connection
     yield await driver_connection(session)
 
 
-async def _risk_inputs(driver: asyncpg.Connection, settings: Settings, merchant_id: uuid.UUID,
+async def _risk_inputs(reads: Reads, settings: Settings, merchant_id: uuid.UUID,
                        customer_email: str | None) -> risk.RiskInputs:
     async def average() -> int | None:
-        value = await driver.fetchval(_MERCHANT_AVERAGE_SQL, merchant_id)
+        async with reads() as driver:
+            value = await driver.fetchval(_MERCHANT_AVERAGE_SQL, merchant_id)
         return int(value) if value is not None else None
     # a heuristic over the last 50 payments: a few seconds old is as good as fresh
     merchant_average: int | None = await _cached(f"average:{merchant_id}", settings.payment_cache_ttl_s, average)
     if not customer_email:
         return risk.RiskInputs(0, 0, 0, False, merchant_average)
-    row = await driver.fetchrow(_CUSTOMER_RISK_SQL, merchant_id, customer_email)
+    async with reads() as driver:
+        row = await driver.fetchrow(_CUSTOMER_RISK_SQL, merchant_id, customer_email)
     assert row is not None
     return risk.RiskInputs(int(row["hour_count"]), int(row["day_count"]), int(row["day_volume"]),
                            bool(row["known"]), merchant_average)
