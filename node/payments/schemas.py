@@ -227,7 +227,8 @@ def _cents(cents: int) -> str:
 
 
 def eip681(p: Payment) -> str:
-    return f"ethereum:{p.token}@{p.chain_id}/transfer?address={p.deposit_address}&uint256={p.amount_units}"
+    # int(): a stored NUMERIC comes back as a Decimal that may print as 3.00E+18, which no wallet reads
+    return f"ethereum:{p.token}@{p.chain_id}/transfer?address={p.deposit_address}&uint256={int(p.amount_units)}"
 
 
 def wire_status(p: Payment, now: datetime | None = None) -> str:

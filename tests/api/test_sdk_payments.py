@@ -117,7 +117,14 @@ class TestCreate:
         client = sdk(pay_node, merchant_account)
         created = (await client.create_payment(amount="3", merchantTradeNo="FIND-ME-42")).json()["data"]
         got = await client.get_payment(created["id"])
-        assert got.status_code == 200 and got.json()["data"]["id"] == created["id"]
+        # the creation's answer is built from the values inserted, the GET's from the stored row
+        assert got.status_code == 200 and got.json()["data"] == created
+        full = (await client.create_payment(
+            amount="12500.50", currency="LKR", merchantTradeNo="FULL-1", customerEmail="buyer@example.com",
+            customerBilling={"firstName": "Nimal", "city": "Kandy"}, goods=[{"name": "Tea", "mccCode": "5499"}],
+            description="two kilos", successURL="https://shop.example/ok", cancelURL="https://shop.example/no",
+            expiresInMinutes=30)).json()["data"]
+        assert (await client.get_payment(full["id"])).json()["data"] == full
         assert (await client.get_payment("nope")).json()["error"]["code"] == "INVALID_ID"
         assert (await client.get_payment(str(uuid.uuid4()))).status_code == 404
         foreign = await sdk(pay_node, other_merchant_account).get_payment(created["id"])
