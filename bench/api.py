@@ -151,7 +151,7 @@ def load(url: str, path: str, credential: str | None, duration: float, connectio
 
     key_id, _, secret = (credential or "").partition(".")
     hkey = hashlib.sha256(secret.encode()).digest()
-    host, _, port = url.removeprefix("http://").partition(":")
+    servers = [u.removeprefix("http://").partition(":") for u in url.split(",")]
 
     async def main() -> None:
         latencies: list[float] = []
@@ -162,8 +162,9 @@ def load(url: str, path: str, credential: str | None, duration: float, connectio
         measure_from = started + warmup
         stop = measure_from + duration
 
-        async def one_loop() -> None:
+        async def one_loop(index: int) -> None:
             nonlocal counter
+            host, _, port = servers[index % len(servers)]
             _, client = await loop.create_connection(_Client, host, int(port))
             while True:
                 now = time.perf_counter()
@@ -192,7 +193,7 @@ def load(url: str, path: str, credential: str | None, duration: float, connectio
                     else:
                         errors[str(status)] = errors.get(str(status), 0) + 1
 
-        await asyncio.gather(*(one_loop() for _ in range(connections)))
+        await asyncio.gather(*(one_loop(i) for i in range(connections)))
         print(json.dumps({"latencies": latencies, "errors": errors, "duration": duration}))
 
     uvloop.run(main())
@@ -350,18 +351,23 @@ def orchestrate(args: argparse.Namespace) -> None:
 
         results = {}
         for kind, path, cred in (("bare", "/v1/bare", None), ("api", "/v1/sdk/payments", credential)):
-            port = free_port()
-            cmd = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--api-workers",
-                   str(args.api_workers if kind == "api" else args.bare_workers)]
-            if args.profile and kind == "api":
-                cmd += ["--profile", args.profile]
-            proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
-            children.append(proc)
-            url = f"http://127.0.0.1:{port}"
-            wait_up(url, proc)
-            results[kind] = run_load(url, path, cred, args)
-            proc.terminate()
-            proc.wait(30)
+            # N processes of one worker each, on their own ports, and the load generator spreads
+            # its connections over them evenly, as a load balancer would: uvicorn's --workers share
+            # one socket, and the kernel handed one worker up to three quarters of the connections
+            urls = []
+            for n in range(args.api_workers if kind == "api" else args.bare_workers):
+                port = free_port()
+                cmd = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--api-workers", "1"]
+                if args.profile and kind == "api" and n == 0:
+                    cmd += ["--profile", args.profile]
+                proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
+                children.append(proc)
+                urls.append(f"http://127.0.0.1:{port}")
+                wait_up(urls[-1], proc)
+            results[kind] = run_load(",".join(urls), path, cred, args)
+            for proc in children:
+                proc.terminate()
+                proc.wait(30)
         bare, api = results["bare"], results["api"]
         print(f"\n{os.cpu_count()} CPUs; {args.connections} connections, {args.duration:g} s per run after "
               f"{args.warmup:g} s warm-up; load generator: {args.loaders} separate process(es), keep-alive "
@@ -386,7 +392,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--loaders", type=int, default=1, help="load generator processes")
-    parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes of the API")
+    parser.add_argument("--api-workers", type=int, default=1, help="API processes (one uvicorn worker each)")
     parser.add_argument("--bare-workers", type=int, default=1)
     parser.add_argument("--profile", help="profile the API process (pyinstrument) into this text file")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
