@@ -248,6 +248,22 @@ def _sample_cpu(delay: float, span: float, into: dict[str, float]) -> None:
     into.update({role: after[role] - before.get(role, 0.0) for role in after})
 
 
+def _commits_and_payments(database_url: str) -> tuple[int, int]:
+    import asyncpg
+
+    async def read() -> tuple[int, int]:
+        connection = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+        try:
+            row = await connection.fetchrow(
+                "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()), "
+                "(SELECT count(*) FROM payments.payments)")
+            return int(row[0]), int(row[1])
+        finally:
+            await connection.close()
+
+    return asyncio.run(read())
+
+
 def run_load(url: str, path: str, credential: str | None, args: argparse.Namespace) -> dict[str, Any]:
     import threading
 
@@ -364,7 +380,11 @@ def orchestrate(args: argparse.Namespace) -> None:
                 children.append(proc)
                 urls.append(f"http://127.0.0.1:{port}")
                 wait_up(urls[-1], proc)
+            before = _commits_and_payments(pg.url)
             results[kind] = run_load(",".join(urls), path, cred, args)
+            time.sleep(1)  # PostgreSQL publishes its counters about once a second
+            after = _commits_and_payments(pg.url)
+            results[kind]["batching"] = (after[0] - before[0]) / max(1, after[1] - before[1])
             for proc in children:
                 proc.terminate()
                 proc.wait(30)
@@ -375,6 +395,7 @@ def orchestrate(args: argparse.Namespace) -> None:
               "PostgreSQL with fsync off (the API's cost is measured, not the disk's)")
         print(report(f"bare FastAPI JSON ({args.bare_workers} proc)", bare))
         print(report(f"POST /v1/sdk/payments ({args.api_workers} proc)", api))
+        print(f"PostgreSQL transactions per payment: {api['batching']:.2f}")
         print(f"ratio api/bare: {api['rps'] / bare['rps']:.2f}   targets: >= 1,000 payments/s, p99 <= 50 ms, "
               "ratio >= 0.3")
     finally:
