@@ -17,6 +17,7 @@ import hmac
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -35,11 +36,18 @@ def permute(value: int, bits: int, key: bytes) -> int:
     half = bits // 2
     mask = (1 << half) - 1
     size = (half + 7) // 8
+    keyed = _keyed_hash(key, size)
     left, right = (value >> half) & mask, value & mask
     for round_ in range(_ROUNDS):
-        digest = hashlib.blake2b(right.to_bytes(size, "big") + bytes([round_]), key=key, digest_size=size).digest()
-        left, right = right, left ^ (int.from_bytes(digest, "big") & mask)
+        digest = keyed.copy()  # the same digest as blake2b(data, key=key), without keying anew each time
+        digest.update(right.to_bytes(size, "big") + bytes((round_,)))
+        left, right = right, left ^ (int.from_bytes(digest.digest(), "big") & mask)
     return (left << half) | right
+
+
+@functools.lru_cache(maxsize=16)
+def _keyed_hash(key: bytes, size: int) -> Any:
+    return hashlib.blake2b(key=key, digest_size=size)
 
 
 def payment_no(settings: Settings, now: datetime, sequence: int) -> str:
