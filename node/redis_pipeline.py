@@ -141,7 +141,7 @@ class PipelinedRedis:
 
     async def _connect(self) -> _Protocol:
         # concurrent first callers share one connection attempt
-        if self._connecting is None:
+        if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.ensure_future(self._open())
         connecting = self._connecting
         try:

@@ -145,7 +145,7 @@ def _param(column: str, value: Any) -> Any:
     if value is None:
         return None
     if column in _JSON_COLUMNS:
-        return orjson.dumps(value).decode()
+        return _json(value)
     if column in _NUMERIC_COLUMNS:
         return str(value)
     return value
@@ -241,7 +241,8 @@ async def create_payment(session: AsyncSession, settings: Settings, principal: M
         refunded_units=0, late=False,
     )
     # the API's hot path: one prepared statement on the driver instead of an ORM flush and a
-    # second insert; the returned object is detached, its fields are what was stored
+    # second insert; the returned object is detached, its fields are what was stored (the
+    # creation's answer equals the stored payment's GET: tests/api/test_sdk_payments.py)
     payment = _transient(values)
     wire = payment_object(cast(Payment, _PlainFields(values)), settings.public_url)  # reads fields only
     row = (*(_param(c, values[c]) for c in _PAYMENT_COLUMNS), uuid.uuid4(), str(pid), _json(wire))
