@@ -8,6 +8,7 @@ platform settings) goes to the treasury on chain, the rest to the merchant.
 from __future__ import annotations
 
 import functools
+import operator
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -141,14 +142,19 @@ _INSERT_ANNOUNCED = GroupInsert(
 )
 
 
-def _param(column: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if column in _JSON_COLUMNS:
-        return _json(value)
-    if column in _NUMERIC_COLUMNS:
-        return str(value)
-    return value
+_pick_columns = operator.itemgetter(*_PAYMENT_COLUMNS)
+_JSON_AT = tuple(i for i, c in enumerate(_PAYMENT_COLUMNS) if c in _JSON_COLUMNS)
+_NUMERIC_AT = tuple(i for i, c in enumerate(_PAYMENT_COLUMNS) if c in _NUMERIC_COLUMNS)
+
+
+def _params(values: dict[str, Any]) -> list[Any]:
+    row = list(_pick_columns(values))
+    for i in _JSON_AT:
+        row[i] = _json(row[i])
+    for i in _NUMERIC_AT:
+        if row[i] is not None:
+            row[i] = str(row[i])
+    return row
 
 
 def _json(value: Any) -> str | None:
@@ -245,7 +251,7 @@ async def create_payment(session: AsyncSession, settings: Settings, principal: M
     # creation's answer equals the stored payment's GET: tests/api/test_sdk_payments.py)
     payment = _transient(values)
     wire = payment_object(cast(Payment, _PlainFields(values)), settings.public_url)  # reads fields only
-    row = (*(_param(c, values[c]) for c in _PAYMENT_COLUMNS), uuid.uuid4(), str(pid), _json(wire))
+    row = (*_params(values), uuid.uuid4(), str(pid), _json(wire))
     if pool is not None:
         await _INSERT_ANNOUNCED.insert(pool, row)
     else:
