@@ -40,14 +40,22 @@ from node.payments.models import Payment
 from node.payments.schemas import PaymentRequest, payment_object
 
 _cache: dict[str, tuple[float, Any]] = {}
+_refreshing: set[str] = set()
 
 
 async def _cached(key: str, ttl: float, load: Any) -> Any:
+    """``load()``'s value, re-read at most every ``ttl`` seconds. While one request re-reads it,
+    the others keep the previous value instead of each running the same query: under load,
+    expiry used to send every request in flight to the database at once."""
     hit = _cache.get(key)
     now = time.monotonic()
-    if hit is not None and now - hit[0] < ttl:
+    if hit is not None and (now - hit[0] < ttl or key in _refreshing):
         return hit[1]
-    value = await load()
+    _refreshing.add(key)
+    try:
+        value = await load()
+    finally:
+        _refreshing.discard(key)
     _cache[key] = (now, value)
     return value
 

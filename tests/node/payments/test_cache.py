@@ -1,0 +1,42 @@
+"""The payment service's per-process cache: one refresh at a time, the previous value meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from node.payments import service
+
+
+async def test_an_expired_value_is_refreshed_once_while_the_others_keep_the_previous_one() -> None:
+    key = f"test:{uuid.uuid4()}"
+    loads = 0
+
+    async def load() -> int:
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.05)
+        return loads
+
+    assert await service._cached(key, 60, load) == 1
+    # expired (ttl 0): ten requests at once make one query; the nine others are not kept waiting
+    results = await asyncio.gather(*(service._cached(key, 0, load) for _ in range(10)))
+    assert loads == 2
+    assert sorted(results) == [1] * 9 + [2]
+    assert await service._cached(key, 60, load) == 2
+
+
+async def test_a_failed_refresh_lets_the_next_request_try_again() -> None:
+    key = f"test:{uuid.uuid4()}"
+
+    async def broken() -> int:
+        raise ConnectionError("database away")
+
+    async def working() -> int:
+        return 7
+
+    with pytest.raises(ConnectionError):
+        await service._cached(key, 0, broken)
+    assert await service._cached(key, 0, working) == 7
