@@ -83,7 +83,7 @@ async def _limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is None:
         resources: NodeResources = request.app.state.resources
-        limiter = RateLimiter(resources.redis, request.app.state.settings)
+        limiter = RateLimiter(resources.scripts, request.app.state.settings)
         request.app.state.rate_limiter = limiter
     return limiter
 

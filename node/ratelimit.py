@@ -22,12 +22,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
 from node.config import Settings
 from node.errors import NodeError, ServiceUnavailable
+from node.redis_pipeline import PipelinedRedis
 
 log = structlog.get_logger(__name__)
 
@@ -96,10 +96,9 @@ class Decision:
 
 
 class RateLimiter:
-    def __init__(self, redis: aioredis.Redis, settings: Settings) -> None:
+    def __init__(self, redis: PipelinedRedis, settings: Settings) -> None:
         self.redis = redis
         self.limits = {group: Limit.parse(text) for group, text in settings.rate_limits.items()}
-        self._script = redis.register_script(_GCRA)
 
     def bucket(self, group: str, subject: str) -> str:
         return f"rl:{group}:{hashlib.sha256(subject.encode()).hexdigest()[:32]}"
@@ -120,7 +119,7 @@ class RateLimiter:
         if limit is None:
             return None
         try:
-            result = await self._script(keys=[self.bucket(group, subject)], args=[limit.interval_ms, limit.requests])
+            result = await self.redis.evalsha(_GCRA, [self.bucket(group, subject)], [limit.interval_ms, limit.requests])
         except RedisError as exc:
             if group in FAIL_CLOSED:
                 log.warning("rate limiter unavailable; failing closed", group=group, error=repr(exc))

@@ -1,4 +1,5 @@
-"""One pipelined Redis connection per process, for the scripts on the API's hot path.
+"""One pipelined Redis connection per process, for the scripts every API request runs (HMAC
+authentication, rate limits).
 
 redis-py checks a connection out of its pool, writes, reads and checks it back in for every
 command: about 130 us of CPU a call. Here every caller writes its command to one shared

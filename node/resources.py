@@ -23,7 +23,7 @@ class Resources:
     redis: aioredis.Redis
     nats: NatsClient
     js: JetStreamContext
-    scripts: PipelinedRedis  # the hot path's Redis scripts (HMAC authentication), one pipelined connection
+    scripts: PipelinedRedis  # Redis scripts per request (HMAC auth, rate limits), one pipelined connection
     http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=5.0))
 
     @classmethod

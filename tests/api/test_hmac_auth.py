@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 
@@ -13,8 +14,10 @@ from fastapi import APIRouter, FastAPI, Request
 
 from api.app import create_app
 from api.deps import ApiKeyMerchant, CurrentMerchant
+from node.infra.process import free_port
+from node.redis_pipeline import PipelinedRedis
 from node.resources import Resources
-from tests.fixtures.accounts import MerchantAccount, hmac_headers, make_merchant
+from tests.fixtures.accounts import MerchantAccount, hmac_headers, make_merchant, write_high_water
 
 MISSING = "missing required auth headers (x-api-key, x-timestamp, x-signature)"
 BAD_TS = "timestamp expired or invalid"
@@ -202,12 +205,6 @@ class TestRateLimit:
 async def test_without_redis_a_payment_is_refused_with_503_and_nothing_stored(resources: Resources) -> None:
     """The replay check needs Redis: when it is unreachable, requests fail closed, on the hot
     payment route too (it authenticates without FastAPI's dependencies)."""
-    import dataclasses
-
-    from node.infra.process import free_port
-    from node.redis_pipeline import PipelinedRedis
-    from tests.fixtures.accounts import write_high_water
-
     merchant = await make_merchant(resources)
     unreachable = dataclasses.replace(resources, scripts=PipelinedRedis(f"redis://127.0.0.1:{free_port()}/0"))
     transport = httpx.ASGITransport(app=create_app(resources.settings, unreachable))

@@ -5,20 +5,20 @@ from __future__ import annotations
 import uuid
 
 import pytest
-import redis.asyncio as aioredis
 
 from node.errors import ServiceUnavailable
 from node.infra.process import free_port
 from node.ratelimit import RateLimited, RateLimiter
+from node.redis_pipeline import PipelinedRedis
 from node.resources import Resources
 
 
-def _limiter(redis: aioredis.Redis, resources: Resources, **limits: str) -> RateLimiter:
+def _limiter(redis: PipelinedRedis, resources: Resources, **limits: str) -> RateLimiter:
     return RateLimiter(redis, resources.settings.model_copy(update={"rate_limits": limits}))
 
 
 async def test_a_burst_then_429_with_headers(resources: Resources) -> None:
-    limiter = _limiter(resources.redis, resources, api="3/60")
+    limiter = _limiter(resources.scripts, resources, api="3/60")
     subject = uuid.uuid4().hex
     remaining = [(await limiter.check("api", subject)).remaining for _ in range(3)]  # type: ignore[union-attr]
     assert remaining == [2, 1, 0]
@@ -32,11 +32,11 @@ async def test_a_burst_then_429_with_headers(resources: Resources) -> None:
 
 
 async def test_unknown_groups_are_unlimited(resources: Resources) -> None:
-    assert await _limiter(resources.redis, resources).check("nothing", "x") is None
+    assert await _limiter(resources.scripts, resources).check("nothing", "x") is None
 
 
 async def test_redis_outage_fails_open_for_api_and_closed_for_login(resources: Resources) -> None:
-    dead = aioredis.from_url(f"redis://127.0.0.1:{free_port()}", socket_connect_timeout=0.2)
+    dead = PipelinedRedis(f"redis://127.0.0.1:{free_port()}", timeout=0.2)
     limiter = _limiter(dead, resources, api="1/60", login_ip="1/60")
     try:
         assert await limiter.check("api", "x") is None
