@@ -70,7 +70,7 @@ def node_app() -> Any:
     return create_app(Settings())
 
 
-def serve(kind: str, port: int, workers: int, profile: str | None) -> None:
+def serve(kind: str, port: int, profile: str | None) -> None:
     import uvicorn
 
     if kind == "api":
@@ -78,12 +78,8 @@ def serve(kind: str, port: int, workers: int, profile: str | None) -> None:
         from node.logs import configure_logging
 
         configure_logging(Settings(), role="api")
-    factory = "bench.api:bare_app" if kind == "bare" else "bench.api:node_app"
     options: dict[str, Any] = {"host": "127.0.0.1", "port": port, "loop": "uvloop", "http": "httptools",
                                "log_level": "warning", "access_log": False, "server_header": False}
-    if workers > 1:
-        uvicorn.run(factory, factory=True, workers=workers, **options)
-        return
     if profile:
         # pyinstrument (pip install pyinstrument): samples the event loop thread, idle time included
         import signal
@@ -230,9 +226,7 @@ def _cpu_by_role() -> dict[str, float]:
     for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
         name = proc.info["name"] or ""
-        # uvicorn's worker processes are multiprocessing children of the --serve process
-        serving = "--serve" in cmdline or "multiprocessing" in cmdline
-        role = ("server" if serving else "load generator" if "--load" in cmdline
+        role = ("server" if "--serve" in cmdline else "load generator" if "--load" in cmdline
                 else "postgres" if name.startswith("postgres") else "redis" if "redis" in name else "other")
         times = proc.info["cpu_times"]
         if times is not None:
@@ -373,7 +367,7 @@ def orchestrate(args: argparse.Namespace) -> None:
             urls = []
             for n in range(args.api_workers if kind == "api" else args.bare_workers):
                 port = free_port()
-                cmd = [sys.executable, __file__, "--serve", kind, "--port", str(port), "--api-workers", "1"]
+                cmd = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
                 if args.profile and kind == "api" and n == 0:
                     cmd += ["--profile", args.profile]
                 proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
@@ -424,7 +418,7 @@ def main() -> None:
     parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port, args.api_workers, args.profile)
+        serve(args.serve, args.port, args.profile)
     elif args.load:
         load(args.load, args.path, args.credential or None, args.duration, args.connections, args.warmup,
              args.worker)
