@@ -176,8 +176,8 @@ def test_grafana_is_provisioned_with_the_compose_prometheus() -> None:
     assert folder.is_dir() and (folder / DASHBOARD.name).resolve() == DASHBOARD
     assert host_path("grafana", "/etc/grafana/provisioning/dashboards/openpay.yml") == DASHBOARD_PROVIDERS
     home = grafana.get("environment", {}).get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
-    if home:
-        assert host_path("grafana", home) == DASHBOARD
+    assert home, "Grafana should open on the Open Pay dashboard"
+    assert host_path("grafana", home) == DASHBOARD
 
 
 def scrape_targets() -> set[tuple[str, int]]:

@@ -246,9 +246,12 @@ class WebhookClient:
         if now - self._pruned_at > IDLE_S:  # targets no longer sent to keep no connections
             self._pruned_at = now
             for other, connections in list(self._idle.items()):
-                kept = [c for c in connections if c.usable(now)]
-                for stale in set(connections) - set(kept):
-                    stale.close()
+                kept = []
+                for c in connections:
+                    if c.usable(now):
+                        kept.append(c)
+                    else:
+                        c.close()
                 if kept:
                     self._idle[other] = kept
                 else:
