@@ -54,12 +54,13 @@ def send(rpc: SyncRpcClient, sender: str, to: str, data: bytes, gas: int = 29_00
     return tx_hash
 
 
-def wait_receipt(rpc: SyncRpcClient, tx_hash: str, timeout: float = 120) -> dict:  # type: ignore[type-arg]
+def wait_receipt(rpc: SyncRpcClient, tx_hash: str, timeout: float = 120,
+                 poll: float = 0.0005) -> dict:  # type: ignore[type-arg]
     deadline = time.monotonic() + timeout
     while (receipt := rpc.request("eth_getTransactionReceipt", [tx_hash])) is None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"transaction {tx_hash} not mined within {timeout:.0f}s")
-        time.sleep(0.0005)
+        time.sleep(poll)
     return receipt  # type: ignore[no-any-return]
 
 
@@ -162,9 +163,8 @@ async def live(settings: Settings, deployment: Deployment, sync_rpc: SyncRpcClie
 
     def mine(data: bytes) -> dict:  # type: ignore[type-arg]
         tx_hash = send(sync_rpc, ACCOUNTS[2], deployment.event_emitter or "", data)
-        while (receipt := sync_rpc.request("eth_getTransactionReceipt", [tx_hash])) is None:
-            time.sleep(0.002)  # not too eager: this thread shares the interpreter with the indexer
-        return receipt  # type: ignore[no-any-return]
+        # not too eager: this thread shares the interpreter with the indexer
+        return wait_receipt(sync_rpc, tx_hash, poll=0.002)
 
     for i in range(-warmup, rounds):
         data = emitter.encode_call("emitPayments", per_block, b"\x01" * 32, deployment.token,

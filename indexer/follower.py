@@ -133,7 +133,7 @@ class ReadAhead:
     """A range being fetched and decoded ahead of the writes; ``end`` is known once fetched."""
 
     start: int
-    task: asyncio.Task[tuple[DecodedRange, dict[str, Any]]] | None = None
+    task: asyncio.Task[tuple[DecodedRange, dict[str, Any]]]
     end: int | None = None
 
 
@@ -311,24 +311,20 @@ class Follower:
         a decoded batch in memory) or it is being read."""
         if start > limit or len(self._ahead) >= self.prefetch_depth or any(a.start == start for a in self._ahead):
             return
-        ahead = ReadAhead(start)
-        self._ahead.append(ahead)
-        ahead.task = asyncio.ensure_future(self._fetch_final(start, limit))
+        # the task first runs once this returns, when its entry is in the deque
+        self._ahead.append(ReadAhead(start, asyncio.ensure_future(self._fetch_final(start, limit))))
 
     def _cancel_prefetch(self) -> None:
         while self._ahead:
             task = self._ahead.popleft().task
-            if task is not None:
-                task.cancel()
-                if task.done() and not task.cancelled():
-                    task.exception()  # retrieved: a failed read ahead is not worth a warning
+            task.cancel()
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: a failed read ahead is not worth a warning
 
     async def _backfill(self, cursor: Cursor, start: int, finalized: int, head: int) -> None:
         decoded: DecodedRange | None = None
-        if self._ahead and self._ahead[0].start == start and self._ahead[0].task is not None:
-            task = self._ahead.popleft().task
-            assert task is not None
-            decoded, header = await task
+        if self._ahead and self._ahead[0].start == start:
+            decoded, header = await self._ahead.popleft().task
             if decoded.end > finalized:
                 decoded = None  # the node's finality went back since it was fetched: fetch again
                 self._cancel_prefetch()

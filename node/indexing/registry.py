@@ -19,10 +19,8 @@ def chain_handlers() -> list[ChainHandler]:
 DepositWatch = Callable[[], Awaitable[Sequence[str]]]
 
 
-def deposit_watch(db: Database, settings: Settings | None = None, chain_id: int | None = None
-                  ) -> DepositWatch | None:
+def deposit_watch(db: Database, settings: Settings, chain_id: int) -> DepositWatch:
     """The deposit addresses whose token transfers the indexer follows (payments decides which)."""
-    from node.payments.handlers import DEFAULT_LATE_WINDOW_S, DepositWatchCache
+    from node.payments.handlers import DepositWatchCache
 
-    window = settings.indexer_late_deposit_window_s if settings is not None else DEFAULT_LATE_WINDOW_S
-    return DepositWatchCache(db, late_window_s=window, chain_id=chain_id)
+    return DepositWatchCache(db, late_window_s=settings.indexer_late_deposit_window_s, chain_id=chain_id)
