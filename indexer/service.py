@@ -1,4 +1,5 @@
-"""`openpay run indexer`: wires the fetcher, follower, dispatch and leader lock for one chain."""
+"""`openpay run indexer`: wires the fetcher, follower, dispatch and leader lock for each chain the node
+follows (its own and, when configured, the separate test chain)."""
 
 from __future__ import annotations
 
@@ -106,6 +107,13 @@ def run_indexer(settings: Settings) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop)
+        async def follow(chain: Settings) -> None:
+            try:
+                await serve(chain, stop)
+            finally:
+                stop.set()  # one chain's follower ending ends the role: the supervisor restarts it whole
+
+        # the separate test chain, if any, is followed beside the node's chain (its own leader lock)
+        await asyncio.gather(*(follow(chain) for chain in [settings, *filter(None, [settings.test_chain()])]))
 
     asyncio.run(main())

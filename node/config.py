@@ -81,6 +81,13 @@ class Settings(BaseSettings):
     # deadline (a slow exchange withdrawal arriving late is still seen, and held as `late`)
     indexer_late_deposit_window_s: float = 7 * 86_400
     deployment_file: Path | None = None  # default: <deployments_dir>/<chain_id>.json
+    # test mode (`ak_test_` keys, provider TEST) pays on a test chain: the node's own chain when it is
+    # one, else the chain configured here (its own RPC and deployment, indexed by the same indexer role
+    # under its own chain id, so test money never mixes with live balances)
+    test_rpc_url: str | None = _url_field("TEST_RPC_URL")  # type: ignore[assignment]
+    test_chain_id: int | None = None
+    test_deployment_file: Path | None = None  # default: <deployments_dir>/<test_chain_id>.json
+    live_chain_ids: list[int] = [56]  # chains whose money is real: no test-mode payment is made on them
 
     # messaging: outbox relay and consumers
     events_stream: str = "EVENTS"
@@ -175,7 +182,8 @@ class Settings(BaseSettings):
     rates_interval_s: float = 300.0  # the original fetched every 5 minutes
     rates_timeout_s: float = 10.0
     rate_max_age_s: int = 1800  # no payment is priced on an older rate: 503 RATE_STALE
-    rate_seed_lkr: str = "325"  # the original's seed when no rate was ever fetched (source SEED)
+    rate_seed_lkr: str = "325"  # the original's seed when no rate was ever fetched (source SEED; test mode only)
+    rate_override_max_minutes: int = 24 * 60  # an admin's manual rate lasts at most this long (and by default)
     oracle_deviation: str = "0.005"  # post to the on-chain oracle when the rate moves more than this fraction
     oracle_heartbeat_s: int = 24 * 3600  # ... or when the last round is older than this
     oracle_reporter_key: SecretStr | None = None  # REPORTER_ROLE key; default: the operator key
@@ -229,6 +237,16 @@ class Settings(BaseSettings):
     def rpc_urls(self) -> list[str]:
         """``RPC_URL`` may list several endpoints, comma separated, for failover."""
         return [url.strip() for url in (self.rpc_url or "").split(",") if url.strip()]
+
+    def test_chain(self) -> Settings | None:
+        """These settings pointed at the separate test chain, when one is configured."""
+        if self.test_chain_id is None or not self.test_rpc_url:
+            return None
+        return self.model_copy(update={
+            "chain_id": self.test_chain_id, "rpc_url": self.test_rpc_url, "deployment_file": self.test_deployment_file,
+            "indexer_start_block": None, "indexer_ws_url": None, "test_chain_id": None, "test_rpc_url": None,
+            "test_deployment_file": None,
+        })
 
     @property
     def is_production(self) -> bool:

@@ -29,8 +29,8 @@ def build_scheduler(resources: Resources) -> AsyncIOScheduler:
 
 
 def _settlement_jobs(scheduler: AsyncIOScheduler, resources: Resources) -> None:
-    """The chain sender (withdrawals, settlements, payout addresses, treasury withdrawals) runs here, in
-    the same process and event loop as the payments jobs: transactions from the operator key then share
+    """The chain sender (withdrawals, refunds, settlements, payout addresses, treasury withdrawals) runs
+    here, in the same process and event loop as the payments jobs: transactions from the operator key then share
     one nonce counter. Scheduled settlement batches are created here too."""
     from node.settlement.tasks import ChainSender, create_scheduled_settlements
 
@@ -44,7 +44,8 @@ def _settlement_jobs(scheduler: AsyncIOScheduler, resources: Resources) -> None:
 
 
 def _payment_jobs(scheduler: AsyncIOScheduler, resources: Resources) -> None:
-    """Rates every 5 min (and at start), oracle posts, payment and link expiry, deposit sweeps, refunds."""
+    """Rates every 5 min (and at start), oracle posts, payment and link expiry, deposit sweeps (refunds are
+    sent by the chain sender, exactly once, with withdrawals)."""
     from datetime import UTC, datetime
 
     from node.exchange.coingecko import CoinGecko
@@ -65,16 +66,23 @@ def _payment_jobs(scheduler: AsyncIOScheduler, resources: Resources) -> None:
     try:
         op = operator(settings)
     except ChainNotConfigured:
-        log.warning("no contracts deployment: sweeps, refunds and oracle posts are off")
+        log.warning("no contracts deployment: sweeps and oracle posts are off")
         return
     scheduler.add_job(tasks.sweep_deposits, "interval", seconds=settings.sweep_interval_s, id="payments.sweep",
                       args=[db, settings, op], **every)
-    scheduler.add_job(tasks.submit_refunds, "interval", seconds=5, id="payments.refunds", args=[db, settings, op],
-                      **every)
     reporter = operator(settings, key=settings.oracle_reporter_key.get_secret_value()) \
         if settings.oracle_reporter_key else op
     scheduler.add_job(post_if_due, "interval", seconds=settings.rates_interval_s, id="exchange.oracle",
                       args=[db, settings, reporter], **every)
+    test_chain = settings.test_chain()
+    if test_chain is not None:  # deposits of test-mode payments are swept on their own chain
+        try:
+            test_op = operator(test_chain)
+        except ChainNotConfigured:
+            log.warning("no contracts deployment on the test chain: its sweeps are off", chain_id=test_chain.chain_id)
+            return
+        scheduler.add_job(tasks.sweep_deposits, "interval", seconds=settings.sweep_interval_s,
+                          id="payments.sweep.test_chain", args=[db, test_chain, test_op], **every)
 
 
 def scheduler_tasks(resources: Resources, stop: asyncio.Event) -> list[Awaitable[None]]:
