@@ -57,6 +57,17 @@ class TestConfigure:
         assert internal.status_code == 400 and internal.json()["error"]["code"] == "VALIDATION_ERROR"
         malformed = await _post(client, account, "/v1/sdk/webhooks/configure", b"{nope")
         assert malformed.json() == {"error": {"code": "INVALID_JSON", "message": "malformed request body"}}
+        not_an_object = await _post(client, account, "/v1/sdk/webhooks/configure", b'["https://shop.example"]')
+        assert not_an_object.json()["error"]["message"] == "invalid webhook configuration: URL is required"
+
+    async def test_the_body_is_read_as_json_without_a_content_type(
+        self, client: httpx.AsyncClient, resources: Resources, webhook_receiver: WebhookReceiver,
+    ) -> None:
+        account = await make_merchant(resources)
+        path, body = "/v1/sdk/webhooks/configure", orjson.dumps({"url": webhook_receiver.url()})
+        answer = await client.post(path, content=body, headers=account.signed("POST", path, body))
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["data"]["url"] == webhook_receiver.url()
 
     async def test_without_configuration(self, client: httpx.AsyncClient, resources: Resources) -> None:
         account = await make_merchant(resources)
