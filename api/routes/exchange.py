@@ -35,14 +35,15 @@ def active_object(rate: rates.ActiveRate, settings: Any) -> dict[str, Any]:
     return {"base": rate.base, "quote": rate.quote, "rate": format_decimal(rate.rate),
             "effectiveRate": format_decimal(rate.rate), "source": rate.source, "isActive": True,
             "fetchedAt": rfc3339(rate.fetched_at), "stale": rate.age_s() > settings.rate_max_age_s,
-            **({"reason": rate.reason} if rate.reason else {})}
+            **({"reason": rate.reason} if rate.reason else {}),
+            **({"expiresAt": rfc3339(rate.expires_at)} if rate.expires_at else {})}
 
 
 @router.get("/v1/exchange-rates/active", summary="The active rate of a pair (public)",
             dependencies=[Depends(rate_limit("public_ip"))])
 async def active(request: Request, session: Session, settings: Settings) -> JSON:
     base, quote = _pair(request)
-    return JSON({"data": active_object(await rates.active(session, base, quote), settings)})
+    return JSON({"data": active_object(await rates.active(session, settings, base, quote), settings)})
 
 
 @router.get("/v1/exchange-rates/history", summary="Observed rates of a pair, newest first (public)",
@@ -65,8 +66,12 @@ async def override(request: Request, session: Session, settings: Settings, admin
     body = await json_body(request)
     if not isinstance(body, dict):
         raise ValidationFailed("body must be a JSON object")
+    raw_rate = body.get("rate")
+    # a JSON number with a fraction arrives as a float and may already have lost digits
+    if isinstance(raw_rate, bool) or not isinstance(raw_rate, str | int):
+        raise ValidationFailed("rate must be a decimal string, e.g. \"318.25\"")
     try:
-        rate = parse_decimal(str(body.get("rate", "")))
+        rate = parse_decimal(str(raw_rate))
     except InvalidAmount as exc:
         raise ValidationFailed("rate must be a decimal number") from exc
     minutes = body.get("expiresInMinutes")
@@ -75,9 +80,12 @@ async def override(request: Request, session: Session, settings: Settings, admin
     reason = body.get("reason")
     if not isinstance(reason, str):
         raise ValidationFailed("reason is required")
-    await rates.set_override(session, base=str(body.get("base") or "USDT"), quote=str(body.get("quote") or "LKR"),
-                             rate=rate, reason=reason, admin_id=admin.admin_id, expires_in_minutes=minutes, meta=meta)
-    active_rate = await rates.active(session, str(body.get("base") or "USDT"), str(body.get("quote") or "LKR"))
+    base, quote = body.get("base") or "USDT", body.get("quote") or "LKR"
+    if not isinstance(base, str) or not isinstance(quote, str):
+        raise ValidationFailed("base and quote must be currency codes")
+    await rates.set_override(session, settings, base=base, quote=quote, rate=rate, reason=reason,
+                             admin_id=admin.admin_id, expires_in_minutes=minutes, meta=meta)
+    active_rate = await rates.active(session, settings, base, quote)
     return JSON({"data": active_object(active_rate, settings)}, status_code=201)
 
 

@@ -5,6 +5,7 @@ The original fetched USDT, USDC, BTC, ETH and BNB in LKR every five minutes.
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Protocol
 
@@ -62,7 +63,8 @@ class CoinGecko:
         if reply.status_code >= 400:
             raise RateSourceError(f"coingecko answered {reply.status_code}")
         try:
-            body = reply.json()
+            # numbers as Decimal straight from the text: a float would round prices past 17 digits
+            body = json.loads(reply.content, parse_float=Decimal, parse_constant=Decimal)
         except ValueError as exc:
             raise RateSourceError("coingecko answered with something that is not JSON") from exc
         return _transform(body, vs)
@@ -77,11 +79,10 @@ def _transform(body: object, vs: str) -> dict[str, Decimal]:
         if not isinstance(entry, dict) or vs not in entry:
             continue
         raw = entry[vs]
-        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        if isinstance(raw, bool) or not isinstance(raw, int | Decimal | str):
             continue
         try:
-            # repr of the float keeps what CoinGecko sent (no binary noise)
-            value = Decimal(repr(raw)) if isinstance(raw, float) else parse_decimal(str(raw))
+            value = raw if isinstance(raw, Decimal) else parse_decimal(str(raw))
         except (InvalidAmount, ArithmeticError):
             continue
         if not value.is_finite():

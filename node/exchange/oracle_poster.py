@@ -12,6 +12,7 @@ from sqlalchemy import insert
 from chain.errors import ChainError
 from node.config import Settings
 from node.db import Database
+from node.errors import NotFound
 from node.exchange import rates
 from node.exchange.rate_models import OraclePost
 from node.payments import onchain
@@ -25,8 +26,8 @@ async def post_if_due(db: Database, settings: Settings, operator: onchain.Operat
     dep = onchain.deployment(settings)
     async with db.unit_of_work() as session:
         try:
-            current = await rates.active(session, "USDT", "LKR")
-        except Exception:
+            current = await rates.active(session, settings, "USDT", "LKR")
+        except NotFound:
             return False
     if current.source == "SEED":
         return False  # never publish the placeholder on chain

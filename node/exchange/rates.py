@@ -1,8 +1,11 @@
 """Exchange rates: fetch and keep history, admin overrides, the active rate and its age policy.
 
 The active rate of a pair is an unexpired admin override if there is one, else the newest
-observation. Payments lock the active rate at creation; a rate older than
-``settings.rate_max_age_s`` prices nothing (503 RATE_STALE) rather than a wrong amount.
+fetched observation (overrides live in their own table, never in the history, so clearing one
+or its expiry brings the fetched rate straight back). An override lasts at most
+``settings.rate_override_max_minutes``. Payments lock the active rate at creation; a rate older
+than ``settings.rate_max_age_s`` prices nothing (503 RATE_STALE) rather than a wrong amount, and
+the SEED placeholder prices test-mode payments only (live: 503 RATE_UNAVAILABLE).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class ActiveRate:
     fetched_at: datetime
     override_id: uuid.UUID | None = None
     reason: str | None = None
+    expires_at: datetime | None = None
 
     def age_s(self, now: datetime | None = None) -> float:
         return ((now or datetime.now(UTC)) - self.fetched_at).total_seconds()
@@ -77,29 +81,39 @@ async def seed_if_empty(session: AsyncSession, settings: Settings) -> bool:
     return True
 
 
-async def _override(session: AsyncSession, base: str, quote: str, now: datetime) -> RateOverride | None:
+async def _override(session: AsyncSession, settings: Settings, base: str, quote: str,
+                    now: datetime) -> RateOverride | None:
+    # the age bound also retires overrides stored without an expiry (before it was required)
+    oldest = now - timedelta(minutes=settings.rate_override_max_minutes)
     query = (select(RateOverride).where(RateOverride.base == base, RateOverride.quote == quote,
-                                        RateOverride.cleared_at.is_(None),
+                                        RateOverride.cleared_at.is_(None), RateOverride.created_at > oldest,
                                         or_(RateOverride.expires_at.is_(None), RateOverride.expires_at > now))
              .order_by(RateOverride.created_at.desc()).limit(1))
     return (await session.execute(query)).scalar_one_or_none()
 
 
 async def latest(session: AsyncSession, base: str, quote: str) -> ExchangeRate | None:
-    query = (select(ExchangeRate).where(ExchangeRate.base == base, ExchangeRate.quote == quote)
+    """The newest fetched (or seeded) rate; MANUAL rows that older versions wrote into the
+    history are not observations and never come back after their override ends."""
+    query = (select(ExchangeRate).where(ExchangeRate.base == base, ExchangeRate.quote == quote,
+                                        ExchangeRate.source != "MANUAL")
              .order_by(ExchangeRate.fetched_at.desc(), ExchangeRate.id.desc()).limit(1))
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def active(session: AsyncSession, base: str = "USDT", quote: str = "LKR") -> ActiveRate:
+async def active(session: AsyncSession, settings: Settings, base: str = "USDT", quote: str = "LKR") -> ActiveRate:
     base, quote = base.upper(), quote.upper()
     if base == quote:
         return ActiveRate(base, quote, Decimal(1), "IDENTITY", datetime.now(UTC))
     now = datetime.now(UTC)
-    override = await _override(session, base, quote, now)
+    override = await _override(session, settings, base, quote, now)
     if override is not None:
-        # an override is as fresh as the admin's decision, until it expires
-        return ActiveRate(base, quote, override.rate, "MANUAL", now, override.id, override.reason)
+        # an override is as fresh as the admin's decision, until it expires (at most
+        # rate_override_max_minutes after it was set)
+        expires = override.created_at + timedelta(minutes=settings.rate_override_max_minutes)
+        if override.expires_at is not None:
+            expires = min(expires, override.expires_at)
+        return ActiveRate(base, quote, override.rate, "MANUAL", now, override.id, override.reason, expires)
     row = await latest(session, base, quote)
     if row is None:
         raise NotFound(f"no active rate for {base}/{quote}", code="NOT_FOUND")
@@ -107,12 +121,16 @@ async def active(session: AsyncSession, base: str = "USDT", quote: str = "LKR") 
 
 
 async def locked_rate(session: AsyncSession, settings: Settings, base: str = "USDT",
-                      quote: str = "LKR") -> ActiveRate:
-    """The rate a new payment is priced at: refuses a stale one with 503 RATE_STALE."""
+                      quote: str = "LKR", *, mode: str = "live") -> ActiveRate:
+    """The rate a new payment of ``mode`` is priced at: refuses a stale one with 503 RATE_STALE,
+    and the SEED placeholder for live payments with 503 RATE_UNAVAILABLE (test mode may use it)."""
     try:
-        rate = await active(session, base, quote)
+        rate = await active(session, settings, base, quote)
     except NotFound as exc:
         raise RateUnavailable(f"no {base}/{quote} rate is known yet; try again shortly") from exc
+    if rate.source == "SEED" and mode != "test":
+        raise RateUnavailable(f"no {base}/{quote} rate has been fetched yet (only the placeholder seed); "
+                              "live payments wait for a fetched rate")
     if rate.age_s() > settings.rate_max_age_s:
         raise RateStale(f"the {base}/{quote} rate is {int(rate.age_s())} s old (limit {settings.rate_max_age_s} s); "
                         "payments are paused until a fresh rate arrives")
@@ -128,8 +146,12 @@ async def history(session: AsyncSession, base: str, quote: str, *, since: dateti
     return list((await session.execute(query)).scalars())
 
 
-async def set_override(session: AsyncSession, *, base: str, quote: str, rate: Decimal, reason: str,
-                       admin_id: uuid.UUID, expires_in_minutes: int | None, meta: RequestMeta) -> RateOverride:
+async def set_override(session: AsyncSession, settings: Settings, *, base: str, quote: str, rate: Decimal,
+                       reason: str, admin_id: uuid.UUID, expires_in_minutes: int | None,
+                       meta: RequestMeta) -> RateOverride:
+    """Sets a manual rate for ``expires_in_minutes`` (default and maximum:
+    ``settings.rate_override_max_minutes``): an override never outlives the stale-rate policy
+    for longer than an admin can be expected to look again."""
     base, quote = base.upper(), quote.upper()
     if base not in CURRENCIES or quote not in CURRENCIES or base == quote:
         raise ValidationFailed(f"unsupported pair {base[:10]}/{quote[:10]}")
@@ -137,18 +159,20 @@ async def set_override(session: AsyncSession, *, base: str, quote: str, rate: De
         raise ValidationFailed("rate must be positive")
     if not reason.strip():
         raise ValidationFailed("reason is required")
+    limit = settings.rate_override_max_minutes
+    if expires_in_minutes is not None and not 0 < expires_in_minutes <= limit:
+        raise ValidationFailed(f"expiresInMinutes must be between 1 and {limit}")
     now = datetime.now(UTC)
-    expires = now + timedelta(minutes=expires_in_minutes) if expires_in_minutes else None
-    before = await _override(session, base, quote, now)
+    expires = now + timedelta(minutes=expires_in_minutes or limit)
+    before = await _override(session, settings, base, quote, now)
     override = RateOverride(base=base, quote=quote, rate=rate, reason=reason.strip()[:1000], admin_id=admin_id,
                             expires_at=expires)
     session.add(override)
     await session.flush()
-    await record(session, quote, {base: rate}, "MANUAL")
     await audit.record(session, action="exchange_rate.overridden", actor_type="ADMIN", actor_id=admin_id,
                        resource_type="exchange_rate", resource_id=f"{base}/{quote}",
                        changes={"rate": [str(before.rate) if before else None, str(rate)]},
-                       details={"reason": override.reason, "expiresAt": expires.isoformat() if expires else None},
+                       details={"reason": override.reason, "expiresAt": expires.isoformat()},
                        meta=meta)
     return override
 

@@ -68,12 +68,14 @@ async def fee_percentages(session: AsyncSession, settings: Settings) -> tuple[De
     return result
 
 
-async def _rate(session: AsyncSession, settings: Settings, base: str) -> rates.ActiveRate:
+async def _rate(session: AsyncSession, settings: Settings, base: str, mode: str) -> rates.ActiveRate:
     async def load() -> rates.ActiveRate:
-        return await rates.locked_rate(session, settings, base, "LKR")
-    rate: rates.ActiveRate = await _cached(f"rate:{base}", settings.payment_cache_ttl_s, load)
+        return await rates.locked_rate(session, settings, base, "LKR", mode=mode)
+    # per mode: the SEED placeholder prices test payments only
+    key = f"rate:{base}:{mode}"
+    rate: rates.ActiveRate = await _cached(key, settings.payment_cache_ttl_s, load)
     if rate.age_s() > settings.rate_max_age_s:  # a cached rate can go stale too
-        _cache.pop(f"rate:{base}", None)
+        _cache.pop(key, None)
         rate = await load()
     return rate
 
@@ -85,18 +87,19 @@ def _round_up_units(value: Decimal, decimals: int) -> int:
         return to_base_units(value.quantize(quantum, rounding=ROUND_CEILING))
 
 
-async def price(session: AsyncSession, settings: Settings, amount: Decimal, currency: str
+async def price(session: AsyncSession, settings: Settings, amount: Decimal, currency: str, mode: str = "live"
                 ) -> tuple[int, int, rates.ActiveRate, Decimal | None]:
-    """``(amount_units, fiat_cents, usdt_lkr_rate, exchange_rate)`` for an amount in ``currency``.
+    """``(amount_units, fiat_cents, usdt_lkr_rate, exchange_rate)`` for an amount in ``currency``
+    paid in ``mode`` (live or test).
 
     ``exchange_rate`` is units of ``currency`` per USDT (the LKR rate for LKR payments)."""
-    usdt = await _rate(session, settings, "USDT")
+    usdt = await _rate(session, settings, "USDT", mode)
     with localcontext() as ctx:
         ctx.prec = 80
         if currency == "USDT":
             units = to_base_units(amount)
             return units, lkr_to_cents(amount * usdt.rate), usdt, None
-        lkr = amount if currency == "LKR" else amount * (await _rate(session, settings, currency)).rate
+        lkr = amount if currency == "LKR" else amount * (await _rate(session, settings, currency, mode)).rate
         units = _round_up_units(lkr / usdt.rate, settings.payment_usdt_decimals)
         exchange_rate = usdt.rate if currency == "LKR" else (amount / (lkr / usdt.rate)).quantize(
             Decimal(1).scaleb(-12), rounding=ROUND_HALF_UP)
@@ -209,7 +212,8 @@ async def create_payment(session: AsyncSession, settings: Settings, principal: M
     if expire_at > now + timedelta(minutes=settings.payment_max_expiry_minutes):
         raise ValidationFailed("invalid payment data: expiry is too far in the future")
     dep = onchain.deployment(settings)
-    units, cents, usdt_rate, exchange_rate = await price(session, settings, request.amount, request.currency)
+    units, cents, usdt_rate, exchange_rate = await price(session, settings, request.amount, request.currency,
+                                                         principal.mode)
     if units <= 0:
         raise ValidationFailed("invalid payment data: amount must be positive")
     if units > 10**12 * WEI_PER_TOKEN:
