@@ -31,13 +31,15 @@ def require(principal: MerchantPrincipal, permission: str) -> None:
 
 
 async def idempotent(request: Request, session: AsyncSession, principal: MerchantPrincipal, scope: str,
-                     run: Callable[[], Awaitable[tuple[int, dict[str, Any]]]]) -> JSON:
-    """Same Idempotency-Key and body -> the stored answer; same key, other body -> 409."""
+                     run: Callable[[], Awaitable[tuple[int, dict[str, Any]]]], *, subject: str | None = None) -> JSON:
+    """Same Idempotency-Key and body -> the stored answer; same key, other body -> 409. ``subject``
+    (what the request acts on, e.g. the payment a refund is for) must match too."""
     key = request.headers.get("idempotency-key")
     if key is None:
         status, body = await run()
         return JSON(body, status_code=status)
-    digest = hashlib.sha256(await request.body()).hexdigest()
+    raw = await request.body()
+    digest = hashlib.sha256(raw if subject is None else subject.encode() + b"\n" + raw).hexdigest()
     stored = await service.idempotent_claim(session, principal.merchant_id, scope, key, digest)
     if stored is not None and stored[0]:
         return JSON(stored[1], status_code=stored[0], headers={"Idempotent-Replayed": "true"})

@@ -149,28 +149,42 @@ def _intent_json(p: Any) -> dict[str, Any]:
 @router.post("/v1/payments/{paymentId}/refunds", status_code=201, summary="Refund all or part of a payment")
 async def create_refund(paymentId: str, request: Request, session: Session, settings: Settings,
                         principal: Refunder) -> JSON:
-    payment = await service.get_owned(session, principal, parse_uuid(paymentId), for_update=True)
-    body = await json_body(request) or {}
-    if not isinstance(body, dict):
-        raise ValidationFailed("body must be a JSON object")
-    amount = None
-    if body.get("amount") not in (None, ""):
-        try:
-            value = parse_decimal(str(body["amount"]))
-        except ValueError as exc:
-            raise ValidationFailed("amount must be a decimal USDT amount") from exc
-        if value <= 0:
-            raise ValidationFailed("amount must be positive")
-        amount = to_base_units(value)
-    to = body.get("toAddress")
-    if to is not None and not isinstance(to, str):
-        raise ValidationFailed("toAddress must be a string")
-    reason = body.get("reason") if isinstance(body.get("reason"), str) else None
-    actor = f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
-    refund = await refunds.request_refund(session, settings, payment, amount_units=amount, to_address=to,
-                                          reason=reason, requested_by=actor,
-                                          idempotency_key=request.headers.get("idempotency-key"))
-    return JSON({"data": refunds.refund_object(refund)}, status_code=201)
+    """To the payer's address by default; another address only from a portal user (or for a payment
+    paid by transfer, where it is required), and then an administrator approves it first."""
+    payment_id = parse_uuid(paymentId)
+
+    async def run() -> tuple[int, dict[str, Any]]:
+        body = await json_body(request)
+        body = {} if body is None else body
+        if not isinstance(body, dict):
+            raise ValidationFailed("body must be a JSON object")
+        amount = None
+        if body.get("amount") not in (None, ""):
+            raw = body["amount"]
+            if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+                raise ValidationFailed("amount must be a decimal USDT amount")
+            try:
+                value = parse_decimal(str(raw))
+            except ValueError as exc:
+                raise ValidationFailed("amount must be a decimal USDT amount") from exc
+            amount = to_base_units(value)
+            if amount <= 0:
+                raise ValidationFailed("amount must be positive")
+        to = body.get("toAddress")
+        if to is not None and not isinstance(to, str):
+            raise ValidationFailed("toAddress must be a string")
+        reason = body.get("reason")
+        if reason is not None and not isinstance(reason, str):
+            raise ValidationFailed("reason must be a string")
+        payment = await service.get_owned(session, principal, payment_id, for_update=True)
+        actor = f"key:{principal.api_key_id}" if principal.api_key_id else f"user:{principal.user_id}"
+        refund = await refunds.request_refund(
+            session, settings, payment, amount_units=amount, to_address=to, reason=reason,
+            requested_by=actor, by_portal_user=not principal.is_api_key and principal.user_id is not None,
+            idempotency_key=request.headers.get("idempotency-key"))
+        return 201, {"data": refunds.refund_object(refund)}
+
+    return await idempotent(request, session, principal, "refunds", run, subject=str(payment_id))
 
 
 @router.get("/v1/payments/{paymentId}/refunds", summary="A payment's refunds")

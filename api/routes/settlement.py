@@ -1,5 +1,5 @@
 """Balances, ledger, withdrawals, payout address, bank accounts and LKR settlements (merchants),
-and the admin queues for withdrawals, settlements and bank accounts."""
+and the admin queues for withdrawals, refunds, settlements and bank accounts."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from api.deps import (
     require_portal_permission,
 )
 from node.auth.principal import AdminPrincipal, MerchantPrincipal
+from node.payments import refunds
 from node.settlement import repository as repo
 from node.settlement import service
 from node.settlement.chainctx import gateway_context
@@ -320,6 +321,30 @@ async def admin_reject(withdrawalId: uuid.UUID, session: Session, meta: RequestM
     return {"data": service.withdrawal_data(await service.decide_withdrawal(
         session, withdrawalId, approve=False, admin_id=admin.admin_id, reason=body.reason if body else None,
         meta=meta))}
+
+
+@admin_router.get("/refunds", summary="Refund queue (PENDING_APPROVAL: waiting for a decision)")
+async def admin_refunds(session: Session, admin: Admin_withdrawals_read,
+                        status: str | None = Query(None, max_length=20), page: Page = 1,
+                        per_page: PerPage = 50) -> dict[str, Any]:
+    offset, limit = _page(page, per_page)
+    rows, total = await refunds.list_for_review(session, status=status, offset=offset, limit=limit)
+    return {"data": [refunds.refund_object(r) for r in rows],
+            "meta": {"page": page, "perPage": per_page, "total": total}}
+
+
+@admin_router.post("/refunds/{refundId}/approve", summary="Approve a refund (another address, above the threshold)")
+async def admin_approve_refund(refundId: uuid.UUID, session: Session, meta: RequestMeta,
+                               admin: Admin_withdrawals_approve, body: DecisionIn | None = None) -> dict[str, Any]:
+    return {"data": refunds.refund_object(await refunds.decide(
+        session, refundId, approve=True, admin_id=admin.admin_id, note=body.reason if body else None, meta=meta))}
+
+
+@admin_router.post("/refunds/{refundId}/reject", summary="Reject a refund (its amount is refundable again)")
+async def admin_reject_refund(refundId: uuid.UUID, session: Session, meta: RequestMeta,
+                              admin: Admin_withdrawals_reject, body: DecisionIn | None = None) -> dict[str, Any]:
+    return {"data": refunds.refund_object(await refunds.decide(
+        session, refundId, approve=False, admin_id=admin.admin_id, note=body.reason if body else None, meta=meta))}
 
 
 @admin_router.get("/settlements", summary="Settlement queue")

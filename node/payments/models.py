@@ -35,7 +35,7 @@ SCHEMA = "payments"
 # internal states; the wire protocol's statuses are mapped in schemas.wire_status
 STATES = ("initiated", "pending", "paid", "underpaid", "overpaid", "expired", "late", "failed", "refunded",
           "partially_refunded")
-REFUND_STATES = ("REQUESTED", "APPROVED", "SUBMITTED", "COMPLETED", "FAILED", "REJECTED")
+REFUND_STATES = ("REQUESTED", "PENDING_APPROVAL", "APPROVED", "SUBMITTED", "COMPLETED", "FAILED", "REJECTED")
 
 # on-chain payment id sequence numbers: dense numbers let the gateway mark 256 paid ids per word
 intent_sequence = Sequence("intent_seq", schema=SCHEMA, start=1)
@@ -165,14 +165,17 @@ class IdempotencyRecord(Base):
 
 
 class Refund(Base):
-    """REQUESTED -> APPROVED -> SUBMITTED -> COMPLETED (the ``Refunded`` event is final) or FAILED;
-    approval is automatic today and the slot where a threshold review will sit."""
+    """REQUESTED -> APPROVED | PENDING_APPROVAL (an administrator approves or REJECTs) -> SUBMITTED
+    (sent through ``settlement.chain_sends``) -> COMPLETED (the ``Refunded`` event is final) or FAILED
+    (reverted or dropped on chain)."""
 
     __tablename__ = "refunds"
     __table_args__ = (
         CheckConstraint(f"status IN {REFUND_STATES}", name="status"),
         Index("ix_refunds_payment", "payment_id"),
         UniqueConstraint("merchant_id", "idempotency_key"),
+        Index("ix_refunds_status", "status", "created_at",
+              postgresql_where=text("status IN ('PENDING_APPROVAL', 'APPROVED')")),
         {"schema": SCHEMA},
     )
 
@@ -182,7 +185,7 @@ class Refund(Base):
     amount_units: Mapped[int] = mapped_column(TokenAmount)
     to_address: Mapped[str] = mapped_column(String(42))
     reason: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(12), default="REQUESTED")
+    status: Mapped[str] = mapped_column(String(20), default="REQUESTED")
     # the on-chain refund's reference: the payment's on-chain id (the gateway keys refunds by it)
     onchain_ref: Mapped[bytes] = mapped_column(LargeBinary(32))
     tx_hash: Mapped[str | None] = mapped_column(String(66))
@@ -190,6 +193,10 @@ class Refund(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     requested_by: Mapped[str | None] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    review_reason: Mapped[str | None] = mapped_column(Text)  # why it waits for an administrator
+    decided_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decision_note: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

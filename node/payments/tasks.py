@@ -1,5 +1,5 @@
-"""Scheduler work of payments: expiry, sweeps of final deposits in batches, refunds to send,
-payment-link expiry, and the test chain's simulated customer."""
+"""Scheduler work of payments: expiry, sweeps of final deposits in batches, payment-link expiry, and
+the test chain's simulated customer (refunds are sent by the settlement chain sender)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from node.config import Settings
 from node.db import Database
 from node.metrics import SWEEP_BATCHES, SWEEP_DEPOSITS, SWEEP_GAS_PRICE, SWEEP_SKIPPED, SWEEP_SKIPPED_USDT
 from node.money import format_units, from_base_units
-from node.payments import links, onchain, refunds, states
+from node.payments import links, onchain, states
 from node.payments.models import Payment
 from node.payments.service import intent_of
 from node.settlement.sweeps import SkippedSweep, SweepCandidate, plan_sweep_batches
@@ -180,7 +180,3 @@ async def simulate_customer(settings: Settings, payment: Payment) -> str:
         return receipt.tx_hash
     finally:
         await op.aclose()
-
-
-async def submit_refunds(db: Database, settings: Settings, operator: onchain.Operator) -> int:
-    return await refunds.submit_approved(db, settings, operator)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chain.events import ChainEvent, PayoutAddressSet, SettlementInitiated, TreasuryWithdrawal, Withdrawal
 from node.bus import announce
 from node.exchange.treasury_models import TreasuryWithdrawalRequest
+from node.payments import refunds
 from node.settlement import repository as repo
 from node.settlement.models import ChainSend, PayoutAddress, SettlementBatch
 from node.settlement.models import Withdrawal as WithdrawalRow
@@ -98,6 +99,9 @@ async def on_outcome(session: AsyncSession, send: ChainSend, outcome: SendOutcom
             p.tx_hash = outcome.tx_hash or p.tx_hash
             if failed:
                 p.status = "FAILED"
+    elif send.purpose == "refund":
+        await refunds.on_send_outcome(session, send.object_id, status=outcome.status, tx_hash=outcome.tx_hash,
+                              reason=outcome.reason)
     elif send.purpose == "treasury":
         t = await session.get(TreasuryWithdrawalRequest, send.object_id, with_for_update=True)
         if t is not None and t.status == "SUBMITTED":

@@ -2,8 +2,8 @@
 
 Each pass (under a PostgreSQL advisory lock, so one process sends for the node at a time):
 reconcile every send left SENDING (a crash, an RPC failure, a timeout), then send approved
-withdrawals (operator key), due payout addresses (admin key), requested settlement batches and
-approved treasury withdrawals (treasurer key). One transaction at a time per pass: the object's
+withdrawals and refunds (operator key), due payout addresses (admin key), requested settlement batches
+and approved treasury withdrawals (treasurer key). One transaction at a time per pass: the object's
 state change and the intent to send commit together before anything is broadcast.
 """
 
@@ -27,6 +27,7 @@ from node.config import Settings
 from node.db import Database
 from node.errors import ServiceUnavailable
 from node.exchange.treasury_models import TreasuryWithdrawalRequest
+from node.payments import refunds
 from node.settlement import movements
 from node.settlement.chainctx import GatewayContext, gateway_context
 from node.settlement.models import ChainSend, PayoutAddress, SettlementBatch, Withdrawal
@@ -44,8 +45,8 @@ from node.settlement.service import batch_data, fiat_cents, withdrawal_data
 log = structlog.get_logger(__name__)
 
 LOCK_KEY = 0x5E771E  # advisory lock: one chain sender per node
-PURPOSE_KEY = {"withdrawal": "operator", "settlement": "treasurer", "treasury": "treasurer",
-               "payout_address": "admin"}
+PURPOSE_KEY = {"withdrawal": "operator", "refund": "operator", "settlement": "treasurer",
+               "treasury": "treasurer", "payout_address": "admin"}
 
 
 async def create_scheduled_settlements(db: Database, settings: Settings) -> int:
@@ -120,7 +121,8 @@ class ChainSender:
                 return 0
             try:
                 done = await self.reconcile()
-                for step in (self._next_payout, self._next_withdrawal, self._next_settlement, self._next_treasury):
+                for step in (self._next_payout, self._next_withdrawal, self._next_refund, self._next_settlement,
+                             self._next_treasury):
                     while (send_id := await step()) is not None:
                         await self._send(send_id)
                         done += 1
@@ -185,6 +187,17 @@ class ChainSender:
                 await session.flush()
                 await announce(session, "withdrawal.submitted", withdrawal_data(w), key=str(w.id))
                 return send_id
+
+    async def _next_refund(self) -> uuid.UUID | None:
+        async with self.db.unit_of_work() as session:
+            found = await refunds.next_approved(session, self.ctx.chain_id)
+            if found is None:
+                return None
+            refund, payment = found
+            send_id = await self._record(session, "refund", refund.id,
+                                         self.encode("refund", *refunds.refund_call(refund, payment)))
+            await refunds.mark_submitted(session, refund, payment)
+            return send_id
 
     async def _next_payout(self) -> uuid.UUID | None:
         in_flight = exists().where(Withdrawal.merchant_id == PayoutAddress.merchant_id,

@@ -1,5 +1,5 @@
 """Money after creation, against real anvil + PostgreSQL + the in-process indexer: refunds sent
-by the worker job and completed by the indexed ``Refunded`` event, late payments (accept or
+by the chain sender and completed by the indexed ``Refunded`` event, late payments (accept or
 refund), expiry and sweeper jobs, reorgs, the oracle poster."""
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from sqlalchemy import func, select, update
 from indexer.follower import FinalityPolicy
 from node.bus import OutboxMessage
 from node.exchange.oracle_poster import post_if_due
-from node.payments import onchain, refunds, tasks
+from node.payments import onchain, tasks
 from node.payments.models import Payment, Refund
 from node.payments.service import intent_of
 from node.settlement import repository as balances
+from node.settlement.tasks import ChainSender
 from tests.api.sdk_client import SdkClient
-from tests.fixtures.accounts import MerchantAccount
+from tests.fixtures.accounts import AdminAccount, MerchantAccount
 from tests.fixtures.contracts import KEYS, PAYERS, UNIT
 from tests.fixtures.payments import PaymentNode
 
@@ -85,7 +86,7 @@ async def merchant_balance_db(node: PaymentNode, payment: Payment) -> int:
 
 class TestRefunds:
     async def test_partial_then_full_refund_on_chain(self, pay_node: PaymentNode, merchant_account: MerchantAccount,
-                                                     operator: onchain.Operator) -> None:
+                                                     chain_sender: ChainSender) -> None:
         client = sdk(pay_node, merchant_account)
         data = (await client.create_payment(amount="10")).json()["data"]
         payer = PAYERS[3]
@@ -121,7 +122,7 @@ class TestRefunds:
             "INSUFFICIENT_BALANCE")
 
         payer_before = pay_node.chain.chain.token_balance(payer)
-        assert await refunds.submit_approved(pay_node.resources.db, pay_node.settings, operator) == 1
+        assert await chain_sender.run_once() == 1
         submitted = (await refund_rows(pay_node, data["id"]))[0]
         assert submitted.status == "SUBMITTED" and submitted.tx_hash
         assert (await row(pay_node, data["id"])).status == "paid"  # not before the event is indexed
@@ -148,7 +149,7 @@ class TestRefunds:
         await eventually(two_refunds)
         assert (await client.request("POST", path, {"amount": "0.1"})).json()["error"]["code"] == (
             "REFUND_NOT_ALLOWED")
-        await refunds.submit_approved(pay_node.resources.db, pay_node.settings, operator)
+        await chain_sender.run_once()
         await pay_node.sync()
         payment = await row(pay_node, data["id"])
         assert payment.status == "refunded" and payment.refunded_units == 10 * UNIT
@@ -185,6 +186,7 @@ class TestExpiryLateAndSweeps:
 
     async def test_late_money_is_held_then_accepted_or_refunded(
         self, pay_node: PaymentNode, merchant_account: MerchantAccount, operator: onchain.Operator,
+        chain_sender: ChainSender, platform_admin: AdminAccount,
     ) -> None:
         client = sdk(pay_node, merchant_account)
         chain = pay_node.chain.chain
@@ -216,7 +218,7 @@ class TestExpiryLateAndSweeps:
         await tasks.sweep_deposits(pay_node.resources.db, pay_node.settings, operator)
         await pay_node.sync()
         made = await client.request("POST", path, {"toAddress": PAYERS[7]})
-        assert made.status_code == 201, made.text
+        assert made.status_code == 201 and made.json()["data"]["status"] == "PENDING_APPROVAL", made.text
 
         async def requested() -> bool:
             return len(await refund_rows(pay_node, refund["id"])) == 1
@@ -225,7 +227,14 @@ class TestExpiryLateAndSweeps:
             return (await row(pay_node, refund["id"])).late_decision == "REFUND"
         await eventually(decided)
         assert (await client.request("POST", f"/v1/payments/{refund['id']}/late/accept")).status_code == 409
-        await refunds.submit_approved(pay_node.resources.db, pay_node.settings, operator)
+        approved = await pay_node.http.post(f"/v1/admin/refunds/{made.json()['data']['id']}/approve",
+                                            headers=platform_admin.auth_headers)
+        assert approved.status_code == 200, approved.text
+
+        async def sendable() -> bool:
+            return (await refund_rows(pay_node, refund["id"]))[0].status == "APPROVED"
+        await eventually(sendable)
+        await chain_sender.run_once()
         await pay_node.sync()
         assert (await row(pay_node, refund["id"])).status == "refunded"
         assert chain.token_balance(PAYERS[7]) >= 5 * UNIT
