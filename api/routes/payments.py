@@ -30,7 +30,6 @@ from node.payments.schemas import (
     parse_payment_request,
     parse_time,
     parse_uuid,
-    payment_object,
 )
 
 router = APIRouter(tags=["payments"])
@@ -91,7 +90,7 @@ def _page(request: Request) -> tuple[int, int]:
 async def list_payments(request: Request, session: Session, settings: Settings, principal: Reader) -> JSON:
     page, per_page = _page(request)
     rows, total = await service.list_payments(session, principal, page=page, per_page=per_page, **_filters(request))
-    return JSON({"data": [payment_object(p, settings.public_url) for p in rows],
+    return JSON({"data": await states.wire_objects(session, settings.public_url, rows),
                  "meta": {"total": total, "page": page, "perPage": per_page}})
 
 
@@ -107,8 +106,7 @@ async def export_csv(request: Request, session: Session, settings: Settings, pri
     page = 1
     while True:
         rows, _ = await service.list_payments(session, principal, page=page, per_page=1000, **_filters(request))
-        for p in rows:
-            obj = payment_object(p, settings.public_url)
+        for obj in await states.wire_objects(session, settings.public_url, rows):
             # a leading = + - @ would run as a formula in a spreadsheet
             writer.writerow([_cell(obj.get(c, "")) for c in CSV_COLUMNS])
         if len(rows) < 1000 or page >= 100:
@@ -126,7 +124,7 @@ def _cell(value: Any) -> str:
 @router.get("/v1/payments/{paymentId}", summary="Get a payment")
 async def get_payment(paymentId: str, session: Session, settings: Settings, principal: Reader) -> JSON:
     payment = await service.get_owned(session, principal, parse_uuid(paymentId))
-    return JSON({"data": payment_object(payment, settings.public_url)})
+    return JSON({"data": (await states.wire_objects(session, settings.public_url, [payment]))[0]})
 
 
 @router.get("/v1/payments/{paymentId}/intent", summary="The signed on-chain intent (for wallets)")
@@ -197,7 +195,7 @@ async def list_refunds(paymentId: str, session: Session, principal: Reader) -> J
 async def accept_late(paymentId: str, session: Session, settings: Settings, principal: Writer) -> JSON:
     payment = await service.get_owned(session, principal, parse_uuid(paymentId), for_update=True)
     await states.decide_late(session, settings, payment, "ACCEPTED")
-    return JSON({"data": payment_object(payment, settings.public_url)})
+    return JSON({"data": (await states.wire_objects(session, settings.public_url, [payment]))[0]})
 
 
 # ------------------------------------------------------------------ public: checkout API, callback, simulator

@@ -10,9 +10,9 @@ from api.deps import ApiKeyMerchant, Session, Settings, hmac_principal, refuse_b
 from api.payments_common import idempotent, json_body, require
 from api.responses import JSON
 from node.errors import Forbidden, NotFound
-from node.payments import service
+from node.payments import service, states
 from node.payments.models import Payment
-from node.payments.schemas import STATES_OF_WIRE, parse_payment_request, parse_uuid, payment_object
+from node.payments.schemas import STATES_OF_WIRE, parse_payment_request, parse_uuid
 
 router = APIRouter(prefix="/v1/sdk/payments", tags=["sdk"])
 
@@ -48,7 +48,7 @@ async def get_payment(id: str, session: Session, settings: Settings, principal: 
     if payment.merchant_id != principal.merchant_id or (
             principal.branch_id is not None and payment.branch_id != principal.branch_id):
         raise Forbidden("cannot access another merchant's payment")
-    return JSON({"data": payment_object(payment, settings.public_url)})
+    return JSON({"data": (await states.wire_objects(session, settings.public_url, [payment]))[0]})
 
 
 def _int(value: str | None, default: int) -> int:
@@ -87,5 +87,5 @@ async def list_payments(request: Request, session: Session, settings: Settings, 
         session, principal, statuses=STATES_OF_WIRE.get(status, ("__none__",)) if status else None,
         search=q.get("search") or None, branch_id=branch_id, date_from=_time(q.get("dateFrom")),
         date_to=_time(q.get("dateTo")), page=page, per_page=per_page)
-    return JSON({"data": [payment_object(p, settings.public_url) for p in rows],
+    return JSON({"data": await states.wire_objects(session, settings.public_url, rows),
                  "meta": {"total": total, "page": page, "perPage": asked}})

@@ -3,10 +3,12 @@ deposit addresses, sweeps, refunds. Runs inside the indexer's batch transaction.
 
 from __future__ import annotations
 
+import bisect
 import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, delete, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
@@ -58,29 +60,30 @@ class PaymentsProjection(ChainHandler):
         if not payment_ids and not deposits:
             return set()
         driver = await driver_connection(session)
-        targets: dict[bytes | str, tuple[uuid.UUID, str]] = {}
+        targets: dict[bytes | str, Target] = {}
         if payment_ids:
-            for pid, onchain_id, status in await driver.fetch(
-                    "SELECT id, onchain_id, status FROM payments.payments WHERE onchain_id = ANY($1::bytea[])",
-                    list(payment_ids)):
-                targets[bytes(onchain_id)] = (pid, status)
+            for pid, onchain_id, status, expire_at in await driver.fetch(
+                    "SELECT id, onchain_id, status, expire_at FROM payments.payments"
+                    " WHERE onchain_id = ANY($1::bytea[])", list(payment_ids)):
+                targets[bytes(onchain_id)] = Target(pid, status, expire_at.timestamp())
         if deposits:
-            for pid, address, status in await driver.fetch(
-                    "SELECT id, deposit_address, status FROM payments.payments WHERE deposit_address = ANY($1::text[])",
-                    list(deposits)):
-                targets[address] = (pid, status)
+            for pid, address, status, expire_at in await driver.fetch(
+                    "SELECT id, deposit_address, status, expire_at FROM payments.payments"
+                    " WHERE deposit_address = ANY($1::text[])", list(deposits)):
+                targets[address] = Target(pid, status, expire_at.timestamp())
         if not targets:
             return set()
-        rows = []
+        matched: list[tuple[ChainEvent, Target, str, str, int]] = []
         for e in events:
             if isinstance(e, PaymentReceived) and e.payment_id in targets and e.address == gateway:
-                pid, status = targets[e.payment_id]
-                rows.append(_row(scope, e, pid, "PAY", e.payer, e.amount, final, status))
+                matched.append((e, targets[e.payment_id], "PAY", e.payer, e.amount))
             elif isinstance(e, Transfer) and e.to_address in targets and e.address == token:
-                pid, status = targets[e.to_address]
-                rows.append(_row(scope, e, pid, "TRANSFER", e.from_address, e.value, final, status))
-        if not rows:
+                matched.append((e, targets[e.to_address], "TRANSFER", e.from_address, e.value))
+        if not matched:
             return set()
+        times = await BlockTimes.load(driver, scope.chain_id, {m[0].block_number for m in matched})
+        rows = [_row(scope, e, t.payment_id, kind, payer, amount, final, times.after(e, t))
+                for e, t, kind, payer, amount in matched]
         for chunk in _chunks(rows):
             stmt = insert(Receipt).values(chunk)
             if final:
@@ -93,11 +96,11 @@ class PaymentsProjection(ChainHandler):
 
     async def seen(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
         touched = await self._receipts(session, scope, events, final=False)
-        await states.recompute(session, self.settings, touched)
+        await states.recompute(session, self.settings, touched, head=_top(events))
 
     async def final(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
         touched = await self._receipts(session, scope, events, final=True)
-        await states.recompute(session, self.settings, touched)
+        await states.recompute(session, self.settings, touched, head=_top(events))
         await self._money_out(session, scope, events)
 
     async def final_on_arrival(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent],
@@ -107,7 +110,7 @@ class PaymentsProjection(ChainHandler):
         a block that was final when it arrived is not announced."""
         keys = prepared if isinstance(prepared, tuple) else None
         touched = await self._receipts(session, scope, events, final=True, keys=keys)
-        await states.recompute(session, self.settings, touched)
+        await states.recompute(session, self.settings, touched, head=_top(events))
         await self._money_out(session, scope, events)
 
     async def _money_out(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
@@ -128,7 +131,8 @@ class PaymentsProjection(ChainHandler):
         gone = (await session.execute(delete(Receipt).where(
             Receipt.chain_id == scope.chain_id, tuple_(Receipt.block_hash, Receipt.log_index).in_(keys))
             .returning(Receipt.payment_id))).scalars().all()
-        await states.recompute(session, self.settings, set(gone))
+        # back to what the remaining receipts give, announced as payment.reverted
+        await states.recompute(session, self.settings, set(gone), reverted=True)
 
 
 def _chunks(rows: list[dict[str, object]], size: int = 1_000) -> list[list[dict[str, object]]]:
@@ -136,10 +140,56 @@ def _chunks(rows: list[dict[str, object]], size: int = 1_000) -> list[list[dict[
 
 
 def _row(scope: ChainScope, e: ChainEvent, pid: uuid.UUID, kind: str, payer: str, amount: int, final: bool,
-         status: str) -> dict[str, object]:
+         after_expiry: bool) -> dict[str, object]:
     return {"chain_id": scope.chain_id, "block_hash": e.block_hash, "log_index": e.log_index,
             "block_number": e.block_number, "tx_hash": e.transaction_hash, "payment_id": pid, "kind": kind,
-            "payer": payer, "amount": amount, "final": final, "after_expiry": status in ("expired", "failed", "late")}
+            "payer": payer, "amount": amount, "final": final, "after_expiry": after_expiry}
+
+
+def _top(events: Sequence[ChainEvent]) -> int | None:
+    return events[-1].block_number if events else None  # chain order
+
+
+class Target(NamedTuple):
+    """A payment a batch credits, as its receipts need it."""
+
+    payment_id: uuid.UUID
+    status: str
+    expire_at: float  # epoch seconds
+
+
+class BlockTimes:
+    """Timestamps of the blocks a batch credits payments in, from the headers the indexer stored
+    in the same transaction (``chain.blocks``): whether money came after a payment's deadline is
+    decided by its block, not by when it was indexed or whether the expiry job had run.
+
+    A backfill stores only the header of each range's end; a block without its own header is
+    bounded by the stored headers around it (on time if a later block is, late if an earlier one
+    is), and when neither decides, by the payment's state when indexed (the old rule)."""
+
+    def __init__(self, known: dict[int, tuple[str, int]]) -> None:
+        self.known = known  # number -> (hash, timestamp)
+        self.numbers = sorted(known)
+
+    @classmethod
+    async def load(cls, driver: Any, chain_id: int, numbers: set[int]) -> BlockTimes:
+        rows = await driver.fetch(
+            "SELECT number, hash, timestamp FROM chain.blocks WHERE chain_id = $1 AND (number = ANY($2::bigint[])"
+            " OR number = (SELECT min(number) FROM chain.blocks WHERE chain_id = $1 AND number > $3)) ORDER BY number",
+            chain_id, list(numbers), max(numbers))
+        return cls({int(n): (h, int(ts)) for n, h, ts in rows})
+
+    def after(self, e: ChainEvent, t: Target) -> bool:
+        exact = self.known.get(e.block_number)
+        if exact is not None and exact[0] == e.block_hash:
+            return exact[1] > t.expire_at
+        later = bisect.bisect_right(self.numbers, e.block_number)
+        if later < len(self.numbers) and self.known[self.numbers[later]][1] <= t.expire_at:
+            return False  # a later block was still in time
+        earlier = bisect.bisect_left(self.numbers, e.block_number) - 1
+        if earlier >= 0 and self.known[self.numbers[earlier]][1] > t.expire_at:
+            return True
+        return t.status in ("expired", "failed", "late")
 
 
 OPEN_STATES = ("initiated", "pending", "underpaid")

@@ -117,6 +117,7 @@ class Payment(Base):
     sweep_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     late: Mapped[bool] = mapped_column(Boolean, default=False)
     late_decision: Mapped[str | None] = mapped_column(String(10))  # ACCEPTED | REFUND
+    late_from: Mapped[str | None] = mapped_column(String(10))  # while late: expired | failed (what it was)
 
     @property
     def fee_units(self) -> int:

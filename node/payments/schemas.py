@@ -234,6 +234,8 @@ def eip681(p: Payment) -> str:
 def wire_status(p: Payment, now: datetime | None = None) -> str:
     if p.status == "underpaid" and p.expire_at <= (now or datetime.now(UTC)):
         return "FAILED"
+    if p.status == "late" and p.late_from == "failed":  # late money on a failed payment: still FAILED
+        return "FAILED"
     return WIRE_STATUS[p.status]
 
 
@@ -241,8 +243,9 @@ def checkout_url(public_url: str, p: Payment) -> str:
     return f"{public_url.rstrip('/')}/checkout/{p.id}"
 
 
-def payment_object(p: Payment, public_url: str) -> dict[str, Any]:
-    """The SDK's Payment (camelCase, trimmed decimals, RFC3339 seconds) plus the node's extras."""
+def payment_object(p: Payment, public_url: str, head: int | None = None) -> dict[str, Any]:
+    """The SDK's Payment (camelCase, trimmed decimals, RFC3339 seconds) plus the node's extras.
+    ``head``: the indexer's last block on the payment's chain (``confirmations`` counts to it)."""
     uri = eip681(p)
     out: dict[str, Any] = {
         "id": str(p.id), "merchantId": str(p.merchant_id), "paymentNo": p.payment_no,
@@ -282,6 +285,10 @@ def payment_object(p: Payment, public_url: str) -> dict[str, Any]:
         out["lateDecision"] = p.late_decision
     if p.payer:
         out["payer"] = p.payer
+    if p.block_number is not None:  # the block of the last money seen; confirmations up to the indexed head
+        out["blockNumber"] = int(p.block_number)
+        if head is not None:
+            out["confirmations"] = max(int(head), int(p.block_number)) - int(p.block_number) + 1
     return out
 
 

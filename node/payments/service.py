@@ -308,7 +308,7 @@ class _PlainFields:
     """A new payment's fields as plain attributes, for rendering: reading the ORM object costs an
     instrumented attribute access per field (about 50 of them in the wire object)."""
 
-    tx_hash = paid_at = late_decision = payer = None  # not known at creation
+    tx_hash = paid_at = late_decision = payer = block_number = late_from = None  # not known at creation
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.__dict__.update(values)

@@ -128,13 +128,19 @@ async def run_sweeps(db: Database, settings: Settings, operator: onchain.Operato
     return run
 
 
+# late money waits at its deposit address until the merchant decides: swept once accepted (the payment
+# is then paid/underpaid/overpaid) or to be refunded (the refund is sent from the swept money), never
+# before, or it would count as the merchant's withdrawable balance first
+DECIDED = or_(Payment.status != "late", Payment.late_decision.is_not(None))
+
+
 async def _sweep_candidates(session: AsyncSession, chain_id: int, stale: datetime) -> list[SweepCandidate]:
     """What waits at each deposit address of the chain, unclaimed (two columns over the partial
     index ``ix_payments_unswept``); the planner decides what to do with it."""
     waiting = Payment.deposited_final - Payment.swept
     rows = await session.execute(
         select(Payment.id, waiting).where(Payment.chain_id == chain_id, Payment.deposited_final > Payment.swept,
-                                          or_(Payment.sweep_at.is_(None), Payment.sweep_at < stale))
+                                          or_(Payment.sweep_at.is_(None), Payment.sweep_at < stale), DECIDED)
         .order_by(Payment.created_at))
     return [SweepCandidate(pid, int(amount)) for pid, amount in rows]
 
@@ -144,7 +150,7 @@ async def _claim(session: AsyncSession, ids: list[Hashable], stale: datetime, no
     took meanwhile are left out."""
     claimed = list((await session.execute(
         select(Payment).where(Payment.id.in_(ids), Payment.deposited_final > Payment.swept,
-                              or_(Payment.sweep_at.is_(None), Payment.sweep_at < stale))
+                              or_(Payment.sweep_at.is_(None), Payment.sweep_at < stale), DECIDED)
         .order_by(Payment.created_at).with_for_update(skip_locked=True))).scalars())
     for p in claimed:
         p.sweep_at = now
