@@ -7,6 +7,7 @@ platform settings) goes to the treasury on chain, the rest to the merchant.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import operator
 import time
@@ -14,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
 from typing import Any, NamedTuple, cast
 
 import asyncpg
@@ -23,7 +24,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from chain.intents import PaymentIntent, payment_id, rate_to_fixed, uuid_to_bytes32
+from chain.intents import RATE_DECIMALS, PaymentIntent, payment_id, rate_to_fixed, uuid_to_bytes32
 from node.admin.platform import get_settings as platform_settings
 from node.auth.principal import MerchantPrincipal
 from node.bus import announce
@@ -80,6 +81,9 @@ async def _rate(session: AsyncSession, settings: Settings, base: str, mode: str)
     return rate
 
 
+CHAIN_RATE_QUANTUM = Decimal(1).scaleb(-RATE_DECIMALS)
+
+
 def _round_up_units(value: Decimal, decimals: int) -> int:
     with localcontext() as ctx:
         ctx.prec = 80
@@ -94,6 +98,11 @@ async def price(session: AsyncSession, settings: Settings, amount: Decimal, curr
 
     ``exchange_rate`` is units of ``currency`` per USDT (the LKR rate for LKR payments)."""
     usdt = await _rate(session, settings, "USDT", mode)
+    # locked at the precision the chain carries (the intent's 8-decimal rate, rounded down): the stored
+    # rate, the units and the LKR cents all come from the rate the PaymentReceived event will show
+    locked = usdt.rate.quantize(CHAIN_RATE_QUANTUM, rounding=ROUND_FLOOR)
+    if locked != usdt.rate:
+        usdt = dataclasses.replace(usdt, rate=locked)
     with localcontext() as ctx:
         ctx.prec = 80
         if currency == "USDT":
@@ -208,7 +217,9 @@ async def create_payment(session: AsyncSession, settings: Settings, principal: M
         if expire_at <= now + timedelta(seconds=30):
             raise ValidationFailed("invalid payment data: orderExpireTime must be in the future")
     else:
-        expire_at = now + timedelta(minutes=request.expires_in_minutes or settings.payment_expiry_minutes)
+        minutes = request.expires_in_minutes or settings.payment_expiry_minutes
+        # bounded before the date arithmetic: 5,000,000,000 minutes is past year 9999
+        expire_at = now + timedelta(minutes=min(minutes, settings.payment_max_expiry_minutes + 1))
     if expire_at > now + timedelta(minutes=settings.payment_max_expiry_minutes):
         raise ValidationFailed("invalid payment data: expiry is too far in the future")
     dep = onchain.deployment(settings)
@@ -375,11 +386,14 @@ async def list_payments(session: AsyncSession, principal: MerchantPrincipal, *, 
     if date_to is not None:
         where.append(Payment.created_at <= date_to)
     condition = and_(*where)
-    total = (await session.execute(select(func.count()).select_from(Payment).where(condition))).scalar_one()
+    total = int((await session.execute(select(func.count()).select_from(Payment).where(condition))).scalar_one())
+    offset = (page - 1) * per_page
+    if offset >= total:  # past the end (a page number of any size: no OFFSET that overflows a bigint)
+        return [], total
     rows = (await session.execute(select(Payment).where(condition)
                                   .order_by(Payment.created_at.desc(), Payment.id.desc())
-                                  .offset((page - 1) * per_page).limit(per_page))).scalars()
-    return list(rows), int(total)
+                                  .offset(offset).limit(per_page))).scalars()
+    return list(rows), total
 
 
 async def by_provider_pay_id(session: AsyncSession, provider_pay_id: str) -> Payment:
@@ -390,6 +404,8 @@ async def by_provider_pay_id(session: AsyncSession, provider_pay_id: str) -> Pay
     return payment
 
 
+        if "\x00" in search or len(search) > 200:
+            raise ValidationFailed("search must be at most 200 characters, without NUL")
 # ------------------------------------------------------------------ idempotency
 
 
