@@ -378,6 +378,8 @@ async def list_payments(session: AsyncSession, principal: MerchantPrincipal, *, 
     if mode:
         where.append(Payment.mode == mode)
     if search:
+        if "\x00" in search or len(search) > 200:
+            raise ValidationFailed("search must be at most 200 characters, without NUL")
         pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where.append(or_(Payment.payment_no.ilike(pattern), Payment.merchant_trade_no.ilike(pattern),
                          Payment.customer_email.ilike(pattern)))
@@ -404,8 +406,6 @@ async def by_provider_pay_id(session: AsyncSession, provider_pay_id: str) -> Pay
     return payment
 
 
-        if "\x00" in search or len(search) > 200:
-            raise ValidationFailed("search must be at most 200 characters, without NUL")
 # ------------------------------------------------------------------ idempotency
 
 
