@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 from eth_utils.address import is_address, to_checksum_address
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.events import Refunded
@@ -152,6 +152,10 @@ async def request_refund(session: AsyncSession, settings: Settings, p: Payment, 
     available = await balances.available(session, p.chain_id, p.merchant_key, p.token.lower())
     # withdrawals and settlement batches in flight have promised part of it already
     available -= await balances.reserved(session, p.chain_id, p.merchant_id, p.token.lower())
+    if p.status == "late":
+        # late money waits at the deposit address until the merchant decides; a refund of it has the
+        # sweeper bring it in first (next_approved waits for that), so it covers its own refund
+        available += max(0, p.deposited_final - p.swept)
     pending = int((await session.execute(select(func.coalesce(func.sum(Refund.amount_units), 0)).where(
         Refund.merchant_id == p.merchant_id, Refund.status.in_(IN_FLIGHT)))).scalar_one())
     if amount + pending > available:
@@ -230,7 +234,9 @@ async def next_approved(session: AsyncSession, chain_id: int) -> tuple[Refund, P
     """The oldest APPROVED refund on ``chain_id``, locked (others skip it)."""
     row = (await session.execute(
         select(Refund, Payment).join(Payment, Payment.id == Refund.payment_id)
-        .where(Refund.status == "APPROVED", Payment.chain_id == chain_id)
+        .where(Refund.status == "APPROVED", Payment.chain_id == chain_id,
+               # a refund of late money waits until the sweeper has brought it into the gateway
+               ~and_(Payment.status == "late", Payment.deposited_final > Payment.swept))
         .order_by(Refund.created_at).limit(1).with_for_update(of=Refund, skip_locked=True))).first()
     return None if row is None else (row[0], row[1])
 

@@ -122,7 +122,7 @@ class TestRefunds:
             "INSUFFICIENT_BALANCE")
 
         payer_before = pay_node.chain.chain.token_balance(payer)
-        assert await chain_sender.run_once() == 1
+        await chain_sender.run_once()
         submitted = (await refund_rows(pay_node, data["id"]))[0]
         assert submitted.status == "SUBMITTED" and submitted.tx_hash
         assert (await row(pay_node, data["id"])).status == "paid"  # not before the event is indexed
@@ -195,23 +195,28 @@ class TestExpiryLateAndSweeps:
         for data in (accept, refund):
             await expire_now(pay_node, data["id"])
         chain.fund(PAYERS[6], 10 * UNIT)
-        for data in (accept, refund):
-            chain.transact(PAYERS[6], "MockUSDT", "transfer", data["depositAddress"], 5 * UNIT)
+        hashes = {data["id"]: chain.transact(PAYERS[6], "MockUSDT", "transfer", data["depositAddress"], 5 * UNIT)[
+            "transactionHash"] for data in (accept, refund)}
         await pay_node.sync()
         for data in (accept, refund):
             payment = await row(pay_node, data["id"])
             assert payment.status == "late" and payment.late and payment.received_final == 5 * UNIT
             wire = (await client.get_payment(data["id"])).json()["data"]
             assert wire["status"] == "EXPIRED" and wire["late"] is True
+            assert wire["txHash"] == hashes[data["id"]] and wire["payer"] == PAYERS[6].lower()
+            assert wire["receivedUsdt"] == "5" and Decimal(wire["amountLkr"]) == 5 * payment.rate
+            assert wire["feeBreakdown"]["totalFeesUSDT"] == "0.1" and wire["feeBreakdown"]["netAmountUSDT"] == "4.9"
             assert (await event_types(pay_node, data["id"]))[-1] == "payment.late"
 
         accepted = await client.request("POST", f"/v1/payments/{accept['id']}/late/accept")
         assert accepted.status_code == 200 and accepted.json()["data"]["status"] == "PAID"
+        assert accepted.json()["data"]["txHash"] == hashes[accept["id"]] and "paidAt" in accepted.json()["data"]
         assert (await row(pay_node, accept["id"], status="paid")).status == "paid"
         again = await client.request("POST", f"/v1/payments/{accept['id']}/late/accept")
         assert again.status_code == 409 and again.json()["error"]["code"] == "INVALID_TRANSITION"
 
-        # a transfer: the refund needs an address, and the money must be swept before it is balance
+        # a transfer: the refund needs an address; undecided late money is not swept (it is not the
+        # merchant's balance), yet it covers its own refund: swept once the merchant decided
         path = f"/v1/payments/{refund['id']}/refunds"
         no_address = await client.request("POST", path, {})
         assert no_address.status_code == 400 and "toAddress" in no_address.json()["error"]["message"]
@@ -234,6 +239,10 @@ class TestExpiryLateAndSweeps:
         async def sendable() -> bool:
             return (await refund_rows(pay_node, refund["id"]))[0].status == "APPROVED"
         await eventually(sendable)
+        assert await chain_sender.run_once() == 0  # not before the late money is swept into the gateway
+        await tasks.sweep_deposits(pay_node.resources.db, pay_node.settings, operator)
+        await pay_node.sync()
+        assert (await row(pay_node, refund["id"])).swept == 5 * UNIT
         await chain_sender.run_once()
         await pay_node.sync()
         assert (await row(pay_node, refund["id"])).status == "refunded"
