@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     rate_limits: dict[str, str] = {
         "login_ip": "30/60", "login_account": "10/600", "totp": "5/300", "password_ip": "10/600",
         "public_ip": "120/60", "api": "6000/60", "admin": "600/60",
+        # the hosted checkout's status poll (one every 2 s per open page): several customers' phones
+        # behind one NAT address must not run out
+        "checkout_ip": "900/60",
     }
     # trusted reverse proxies whose X-Forwarded-For is believed (exact client IPs); empty = none
     trusted_proxies: list[str] = []
@@ -197,6 +200,13 @@ class Settings(BaseSettings):
     expiry_interval_s: float = 15.0
     # the funded wallet `POST /test/simulate/{providerPayId}` pays from (test chains only; anvil account 9)
     test_payer_key: SecretStr = SecretStr("0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6")
+    # `POST /v1/payments/{id}/callback` waits up to this long for the indexer to reach the chain's head
+    # (a simulated payment is then final before the callback answers)
+    callback_wait_s: float = 5.0
+    # the RPC URL a customer's wallet is offered (wallet_addEthereumChain) on the public checkout page for
+    # a chain other than BSC 56/97 (a public anvil or testnet node); never the node's own RPC_URL, which
+    # may hold a provider key or an internal host
+    public_rpc_url: str | None = None
     # fraud rules (platform-features.md section 11); amounts in USDT
     risk_block_score: int = 80
     risk_large_amount_usdt: int = 10_000

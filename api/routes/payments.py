@@ -6,23 +6,28 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import segno
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 from fastapi.templating import Jinja2Templates
+from redis.exceptions import RedisError
 
-from api.deps import Session, Settings, rate_limit, require_permission
+from api.deps import Resources, Session, Settings, rate_limit, require_permission
 from api.payments_common import idempotent, json_body
 from api.responses import JSON
 from node.auth.principal import MerchantPrincipal
+from node.config import Settings as NodeSettings
 from node.errors import NodeError, NotFound, ValidationFailed
 from node.merchants import service as merchants
 from node.money import format_units, parse_decimal, to_base_units
 from node.payments import onchain, refunds, service, states, tasks
+from node.payments.models import Payment
 from node.payments.schemas import (
     STATES_OF_WIRE,
     checkout_object,
@@ -30,7 +35,9 @@ from node.payments.schemas import (
     parse_payment_request,
     parse_time,
     parse_uuid,
+    wire_status,
 )
+from node.resources import Resources as NodeResources
 
 router = APIRouter(tags=["payments"])
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "templates"))
@@ -202,28 +209,59 @@ async def accept_late(paymentId: str, session: Session, settings: Settings, prin
 
 
 @router.get("/v1/payments/{id}/checkout", summary="Public checkout data of a payment",
-            dependencies=[Depends(rate_limit("public_ip"))])
+            dependencies=[Depends(rate_limit("checkout_ip"))])
 async def public_checkout(id: str, session: Session) -> JSON:
     payment = await service.get_public(session, parse_uuid(id))
     return JSON({"data": checkout_object(payment)})
 
 
+class CallbackFailed(NodeError):
+    """The original's answer to a callback on a payment a callback already found closed."""
+
+
+TERMINAL_WIRE = ("PAID", "EXPIRED", "FAILED")
+
+
 @router.post("/v1/payments/{id}/callback", summary="Reconcile a payment from the indexed chain state",
              dependencies=[Depends(rate_limit("public_ip"))])
-async def callback(id: str, session: Session, settings: Settings) -> JSON:
-    payment = await service.get_public(session, parse_uuid(id))
+async def callback(id: str, session: Session, settings: Settings, resources: Resources) -> JSON:
+    """Waits (at most ``callback_wait_s``, holding no connection) for the indexer to reach the
+    chain's head, then re-derives this payment's state and expires it if due. A callback that
+    finds the payment closed answers ``processed`` once; a repeated one gets the original's 500
+    INTERNAL_ERROR (spec: terminal states)."""
+    payment_id = parse_uuid(id)
+    async with resources.db.unit_of_work() as lookup:
+        chain_id = (await service.get_public(lookup, payment_id)).chain_id
+    await tasks.wait_indexed(resources.db, onchain.chain_of(settings, chain_id), settings.callback_wait_s)
+    payment = await service.get_public(session, payment_id)
     await states.recompute(session, settings, [payment.id])
-    await states.expire_due(session, settings, limit=50)
+    await states.expire_due(session, settings, payment_ids=[payment.id])
+    if wire_status(payment) in TERMINAL_WIRE and not await _first_closed_callback(resources, payment.id):
+        raise CallbackFailed("failed to process callback")
     return JSON({"data": {"status": "processed"}})
+
+
+async def _first_closed_callback(resources: NodeResources, payment_id: uuid.UUID) -> bool:
+    try:
+        return bool(await resources.redis.set(f"payments:callback-closed:{payment_id}", b"1", nx=True,
+                                              ex=30 * 86_400))
+    except RedisError:
+        return True  # without Redis every callback is a first one
 
 
 @router.post("/test/simulate/{providerPayId}", summary="Pay a test payment for real on the test chain",
              dependencies=[Depends(rate_limit("public_ip"))])
-async def simulate(providerPayId: str, session: Session, settings: Settings) -> JSON:
+async def simulate(providerPayId: str, session: Session, settings: Settings, resources: Resources) -> JSON:
+    """The spec's simulated customer, on the test chain for real (:func:`tasks.simulate_customer`):
+    0.01 USDT expires, 0.02 USDT underpays and fails, any other amount is paid. Only an open
+    payment nothing was sent to is paid (a repeated call pays nothing more)."""
     payment = await service.by_provider_pay_id(session, providerPayId[:40])
-    if payment.mode != "test" or (settings.is_production and payment.chain_id in (56, 1)):
+    if payment.mode != "test" or payment.chain_id in settings.live_chain_ids or (
+            settings.is_production and payment.chain_id in (56, 1)):
         raise NotFound("payment not found")
-    await asyncio.shield(tasks.simulate_customer(settings, payment))
+    if payment.status == "initiated" and payment.received_seen == 0:
+        chain = onchain.chain_of(settings, payment.chain_id)
+        await asyncio.shield(tasks.simulate_customer(resources.db, chain, payment))
     return JSON({"data": {"status": "simulated", "providerPayId": providerPayId}})
 
 
@@ -241,18 +279,75 @@ def _qr(content: str, kind: str) -> Response:
     return Response(buffer.getvalue(), media_type="image/png", headers={"Cache-Control": "public, max-age=3600"})
 
 
-@router.get("/checkout/{id}/qr.svg", summary="QR of the payment URI (SVG)", include_in_schema=True)
+EXCHANGES = {"BINANCE": "Binance", "BYBIT": "Bybit", "KUCOIN": "KuCoin"}
+
+
+def qr_content(p: Payment) -> str:
+    """The EIP-681 URI for wallets; for a payment made from an exchange the plain deposit address:
+    an exchange's withdrawal scanner takes a URI's first address (the token contract) as the
+    destination."""
+    return p.deposit_address if p.provider in EXCHANGES else eip681(p)
+
+
+@router.get("/checkout/{id}/qr.svg", summary="QR of the payment (SVG)", include_in_schema=True)
 async def qr_svg(id: str, session: Session) -> Response:
-    return _qr(eip681(await service.get_public(session, parse_uuid(id))), "svg")
+    return _qr(qr_content(await service.get_public(session, parse_uuid(id))), "svg")
 
 
-@router.get("/checkout/{id}/qr.png", summary="QR of the payment URI (PNG)")
+@router.get("/checkout/{id}/qr.png", summary="QR of the payment (PNG)")
 async def qr_png(id: str, session: Session) -> Response:
-    return _qr(eip681(await service.get_public(session, parse_uuid(id))), "png")
+    return _qr(qr_content(await service.get_public(session, parse_uuid(id))), "png")
+
+
+# what a wallet that does not know the chain is asked to add (wallet_addEthereumChain, EIP-3085)
+KNOWN_CHAINS: dict[int, dict[str, Any]] = {
+    56: {"chainId": "0x38", "chainName": "BNB Smart Chain Mainnet",
+         "nativeCurrency": {"name": "BNB", "symbol": "BNB", "decimals": 18},
+         "rpcUrls": ["https://bsc-dataseed.bnbchain.org", "https://bsc-dataseed1.binance.org"],
+         "blockExplorerUrls": ["https://bscscan.com"]},
+    97: {"chainId": "0x61", "chainName": "BNB Smart Chain Testnet",
+         "nativeCurrency": {"name": "BNB", "symbol": "tBNB", "decimals": 18},
+         "rpcUrls": ["https://data-seed-prebsc-1-s1.bnbchain.org:8545",
+                     "https://data-seed-prebsc-2-s1.bnbchain.org:8545"],
+         "blockExplorerUrls": ["https://testnet.bscscan.com"]},
+}
+NETWORKS = {56: "BEP-20 on BNB Smart Chain", 97: "BEP-20 on BNB Smart Chain Testnet"}
+
+
+def add_chain_params(chain_id: int, settings: NodeSettings) -> dict[str, Any] | None:
+    """BSC's standard parameters, or for another chain (anvil) ``public_rpc_url`` when one is set:
+    a URL meant for customers, never the node's own RPC URL."""
+    if chain_id in KNOWN_CHAINS:
+        return KNOWN_CHAINS[chain_id]
+    if not settings.public_rpc_url:
+        return None
+    return {"chainId": hex(chain_id), "chainName": f"Open Pay test chain {chain_id}",
+            "nativeCurrency": {"name": "Ether", "symbol": "ETH", "decimals": 18},
+            "rpcUrls": [settings.public_rpc_url]}
+
+
+def redirect_url(url: str | None) -> str:
+    """A stored success/cancel URL the page may go to: absolute http(s) only, else none."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    return url if parts.scheme.lower() in ("http", "https") and parts.netloc and url.isprintable() else ""
+
+
+def lkr_text(cents: int) -> str:
+    """LKR cents as ``1,500.00`` (integer arithmetic)."""
+    sign, cents = ("-", -cents) if cents < 0 else ("", cents)
+    return f"{sign}{cents // 100:,}.{cents % 100:02d}"
 
 
 @router.get("/checkout/{id}", response_class=HTMLResponse, summary="Hosted checkout page")
 async def checkout_page(id: str, request: Request, session: Session, settings: Settings) -> HTMLResponse:
+    """The customer's page. Success and cancel redirects are the payment's stored URLs only: the
+    ``successUrl``/``cancelUrl`` a checkout session's URL carries (the original's form) are the
+    same stored values, and anything else in the query is ignored."""
     try:
         payment = await service.get_public(session, parse_uuid(id))
     except NodeError as exc:
@@ -260,7 +355,7 @@ async def checkout_page(id: str, request: Request, session: Session, settings: S
             raise
         return TEMPLATES.TemplateResponse(request, "checkout_missing.html", {}, status_code=404)
     merchant = await merchants.get(session, payment.merchant_id)
-    dep = onchain.deployment(settings)
+    dep = onchain.deployment(onchain.chain_of(settings, payment.chain_id))
     intent = _intent_json(payment)
     intent["gateway"] = dep.gateway
     gateway_art = onchain.artifacts()["OpenPayGateway"]
@@ -271,9 +366,10 @@ async def checkout_page(id: str, request: Request, session: Session, settings: S
     context = {
         "p": payment, "data": checkout_object(payment), "merchant_name": merchant.business_name,
         "intent": intent, "amount_usdt": format_units(payment.amount_units),
-        "success_url": request.query_params.get("successUrl") or payment.success_url or "",
-        "cancel_url": request.query_params.get("cancelUrl") or payment.cancel_url or "",
-        "rpc_url": settings.rpc_urls[0] if settings.rpc_urls and payment.mode == "test" else "",
-        "exchange": payment.provider if payment.provider in ("BINANCE", "BYBIT", "KUCOIN") else None,
+        "amount_lkr": lkr_text(int(payment.fiat_cents)),
+        "network": NETWORKS.get(payment.chain_id, f"BEP-20 on test chain {payment.chain_id}"),
+        "exchange": EXCHANGES.get(payment.provider),
+        "config": {"successUrl": redirect_url(payment.success_url), "cancelUrl": redirect_url(payment.cancel_url),
+                   "addChain": add_chain_params(payment.chain_id, settings)},
     }
     return TEMPLATES.TemplateResponse(request, "checkout.html", context)

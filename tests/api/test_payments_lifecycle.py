@@ -222,6 +222,7 @@ class TestExpiryLateAndSweeps:
         assert no_address.status_code == 400 and "toAddress" in no_address.json()["error"]["message"]
         await tasks.sweep_deposits(pay_node.resources.db, pay_node.settings, operator)
         await pay_node.sync()
+        assert (await row(pay_node, refund["id"])).swept == 0
         made = await client.request("POST", path, {"toAddress": PAYERS[7]})
         assert made.status_code == 201 and made.json()["data"]["status"] == "PENDING_APPROVAL", made.text
 
