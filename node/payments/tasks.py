@@ -3,22 +3,27 @@ the test chain's simulated customer (refunds are sent by the settlement chain se
 
 from __future__ import annotations
 
+import asyncio
+import time
+import uuid
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import structlog
 from eth_utils.address import to_checksum_address
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chain.client import RpcClient
 from chain.errors import ChainError, ContractRevert
 from node.config import Settings
 from node.db import Database
 from node.metrics import SWEEP_BATCHES, SWEEP_DEPOSITS, SWEEP_GAS_PRICE, SWEEP_SKIPPED, SWEEP_SKIPPED_USDT
-from node.money import format_units, from_base_units
+from node.money import format_units, from_base_units, to_base_units
 from node.payments import links, onchain, states
-from node.payments.models import Payment
+from node.payments.models import Payment, Receipt
 from node.payments.service import intent_of
 from node.settlement.sweeps import SkippedSweep, SweepCandidate, plan_sweep_batches
 
@@ -171,18 +176,103 @@ def _report(run: SweepRun) -> None:
                      gas_price=run.gas_price)
 
 
-async def simulate_customer(settings: Settings, payment: Payment) -> str:
-    """Pays ``payment`` for real on the test chain from the funded test wallet: mints MockUSDT to
-    it if the token is our mock, then transfers the amount to the deposit address."""
+# the spec's test amounts (sdk-wire-protocol.md, provider TEST): 0.01 USDT ends EXPIRED, 0.02 FAILED
+SIMULATE_EXPIRES = to_base_units(Decimal("0.01"))
+SIMULATE_FAILS = to_base_units(Decimal("0.02"))
+# anvil's `finalized` block trails its head by two epochs of 32 slots
+ANVIL_FINALIZED_LAG = 64
+
+
+async def simulate_customer(db: Database, settings: Settings, payment: Payment) -> str | None:
+    """The test chain's customer of ``payment`` (``settings``: the payment's chain), for real: a
+    transfer from the funded test wallet (MockUSDT minted to it first) to the deposit address, then
+    the confirmation depth mined on anvil so the indexer takes it as final. The spec's amounts:
+    0.01 USDT sends nothing and the payment expires now; 0.02 USDT sends half, waits (at most
+    ``callback_wait_s``) for the indexer to record it final (underpaid), and the payment is closed
+    now (failed). Expiry is the ordinary one (:func:`states.expire_due`), announced like any other.
+    Answers the transaction's hash, None when nothing was sent."""
+    units = int(payment.amount_units)
+    if units == SIMULATE_EXPIRES:
+        await _close_now(db, settings, payment.id)
+        return None
+    tx_hash = await _transfer_to_deposit(settings, payment, units // 2 if units == SIMULATE_FAILS else units)
+    if units == SIMULATE_FAILS:
+        await wait_for_receipt(db, payment.id, tx_hash, settings.callback_wait_s)
+        await _close_now(db, settings, payment.id)
+    return tx_hash
+
+
+async def _transfer_to_deposit(settings: Settings, payment: Payment, units: int) -> str:
     dep = onchain.deployment(settings)
     token = onchain.artifacts()["MockUSDT"]
     op = onchain.operator(settings, key=settings.test_payer_key.get_secret_value())
     try:
         wallet = op.sender.address
         if dep.token_is_mock:
-            await op.sender.send(dep.token, token.encode_call("faucet", wallet, int(payment.amount_units)))
+            await op.sender.send(dep.token, token.encode_call("faucet", wallet, units))
         receipt = await op.sender.send(dep.token, token.encode_call(
-            "transfer", to_checksum_address(payment.deposit_address), int(payment.amount_units)))
+            "transfer", to_checksum_address(payment.deposit_address), units))
+        await _mine_confirmations(op.rpc, settings)
         return receipt.tx_hash
     finally:
         await op.aclose()
+
+
+async def _mine_confirmations(rpc: RpcClient, settings: Settings) -> None:
+    """On anvil, the blocks the indexer waits for before a payment is final are mined at once;
+    another test chain (BSC testnet) confirms in its own time."""
+    depth = settings.indexer_confirmations if settings.indexer_finality == "depth" else ANVIL_FINALIZED_LAG
+    if depth <= 0:
+        return
+    try:
+        await rpc.request("anvil_mine", [hex(depth)])
+    except ChainError as exc:
+        log.info("simulate: the test chain mines no blocks on request; confirmations come in their own time",
+                 error=str(exc)[:200])
+
+
+async def _close_now(db: Database, settings: Settings, payment_id: uuid.UUID) -> None:
+    """The simulated customer stops here: the deadline becomes now and the payment is closed by
+    the ordinary expiry, with no grace (nothing more is on its way): expired, or failed when
+    underpaid."""
+    async with db.unit_of_work() as session:
+        now = datetime.now(UTC)
+        await session.execute(update(Payment).where(Payment.id == payment_id, Payment.expire_at > now)
+                              .values(expire_at=now))
+        await states.expire_due(session, settings, payment_ids=[payment_id], grace_s=0)
+
+
+async def wait_for_receipt(db: Database, payment_id: uuid.UUID, tx_hash: str, timeout_s: float) -> bool:
+    """Whether the indexer recorded ``tx_hash``'s money to the payment as final within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        async with db.unit_of_work() as session:
+            found = await session.scalar(select(Receipt.id).where(
+                Receipt.payment_id == payment_id, func.lower(Receipt.tx_hash) == tx_hash.lower(), Receipt.final)
+                .limit(1))
+        if found is not None:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.1)
+
+
+async def wait_indexed(db: Database, settings: Settings, timeout_s: float) -> bool:
+    """Whether the indexer of ``settings``' chain committed the chain's current head within
+    ``timeout_s`` (what the callback reconciles from: the chain as it is now, not the indexer's
+    lag). Read in short transactions: no connection is held while waiting."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        async with RpcClient(settings.rpc_urls, timeout=timeout_s, retries=1) as rpc:
+            head = int(await asyncio.wait_for(rpc.request("eth_blockNumber"), timeout_s), 16)
+    except (ChainError, TimeoutError, TypeError, ValueError) as exc:
+        log.warning("callback: no chain head; answering from the indexed state", error=str(exc)[:200])
+        return False
+    while True:
+        async with db.unit_of_work() as session:
+            indexed = (await states.indexed_heads(session, [settings.chain_id], ttl=0)).get(settings.chain_id, -1)
+        if indexed >= head:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.1)
