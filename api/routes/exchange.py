@@ -3,7 +3,6 @@ admin overrides (audited) and refreshes."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -17,7 +16,7 @@ from node.errors import ServiceUnavailable, ValidationFailed
 from node.exchange import rates
 from node.exchange.coingecko import CoinGecko, RateSourceError
 from node.money import InvalidAmount, format_decimal, parse_decimal
-from node.payments.schemas import rfc3339
+from node.payments.schemas import parse_time, rfc3339
 
 router = APIRouter(tags=["exchange"])
 Manager = Annotated[AdminPrincipal, Depends(require_admin_permission("treasury:manage"))]
@@ -51,11 +50,12 @@ async def active(request: Request, session: Session, settings: Settings) -> JSON
 async def history(request: Request, session: Session) -> JSON:
     base, quote = _pair(request)
     since_raw = request.query_params.get("since")
+    # an offset is required: a time without one is refused, not read as the server's local time
+    since = parse_time(since_raw, "since", prefix="") if since_raw else None
     try:
-        since = datetime.fromisoformat(since_raw.replace("Z", "+00:00")) if since_raw else None
         limit = min(1000, max(1, int(request.query_params.get("limit", "100"))))
     except ValueError as exc:
-        raise ValidationFailed("since must be RFC3339 and limit a whole number") from exc
+        raise ValidationFailed("limit must be a whole number") from exc
     rows = await rates.history(session, base, quote, since=since, limit=limit)
     return JSON({"data": [{"base": r.base, "quote": r.quote, "rate": format_decimal(r.rate), "source": r.source,
                            "fetchedAt": rfc3339(r.fetched_at)} for r in rows]})

@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from api.deps import Session, Settings, rate_limit, require_permission
 from api.payments_common import json_body
 from api.responses import JSON
-from api.routes.payments import TEMPLATES
+from api.routes.payments import MAX_PAGE, TEMPLATES
 from node.auth.principal import MerchantPrincipal
 from node.errors import NodeError, ValidationFailed
 from node.merchants import service as merchants
@@ -39,6 +39,8 @@ async def list_links(request: Request, session: Session, settings: Settings, pri
         per_page = min(100, max(1, int(request.query_params.get("perPage", "20"))))
     except ValueError as exc:
         raise ValidationFailed("page and perPage must be whole numbers") from exc
+    if page > MAX_PAGE:
+        raise ValidationFailed(f"page must be at most {MAX_PAGE}")
     rows, total = await links.list_links(session, principal.merchant_id, principal.branch_id, page, per_page)
     return JSON({"data": [links.link_object(r, settings.public_url) for r in rows],
                  "meta": {"total": total, "page": page, "perPage": per_page}})
@@ -112,20 +114,26 @@ async def link_pay(slug: str, request: Request, session: Session, settings: Sett
                                           status_code=exc.status)
     form = await request.form()
     merchant = await merchants.get(session, link.merchant_id)
+    merchant_name = merchant.business_name  # read now: a rolled-back savepoint expires the row
     try:
         body = links.payment_request(link, form.get("amount"), form.get("quantity"), str(form.get("email") or ""))
-        payment = await service.create(session, settings, _principal(link, merchant.kyc_status), body,
-                                       source="LINK", link_id=link.id)
+        # a refused payment (risk, instant-access cap, ...) leaves nothing behind, though the page
+        # is an answer and the unit of work commits: what creation wrote (a live payment's
+        # instant-access reservation) rolls back with the savepoint
+        async with session.begin_nested():
+            payment = await service.create(session, settings, _principal(link, merchant.kyc_status), body,
+                                           source="LINK", link_id=link.id)
     except NodeError as exc:
         if exc.status >= 500:
             raise
-        return TEMPLATES.TemplateResponse(request, "link.html", {"link": link, "merchant_name": merchant.business_name,
+        return TEMPLATES.TemplateResponse(request, "link.html", {"link": link, "merchant_name": merchant_name,
                                                                  "error": exc.message}, status_code=exc.status)
     return RedirectResponse(f"/checkout/{payment.id}", status_code=303)
 
 
 @router.get("/pay/{slug}/qr.png", summary="QR of the link (PNG)")
-async def link_qr(slug: str, settings: Settings) -> Response:
+async def link_qr(slug: str, session: Session, settings: Settings) -> Response:
+    await links.qr_page(session, slug)
     buffer = io.BytesIO()
     segno.make(f"{settings.public_url.rstrip('/')}/pay/{slug}", error="m").save(buffer, kind="png", scale=10, border=2)
     return Response(buffer.getvalue(), media_type="image/png")
@@ -134,7 +142,7 @@ async def link_qr(slug: str, settings: Settings) -> Response:
 @router.get("/pay/{slug}/poster", response_class=HTMLResponse, summary="Printable counter QR (POS)")
 async def link_poster(slug: str, request: Request, session: Session, settings: Settings) -> Response:
     try:
-        link = await links.public(session, slug, check_open=False)  # printed once, used later
+        link = await links.qr_page(session, slug)
     except NodeError as exc:
         return TEMPLATES.TemplateResponse(request, "link_gone.html", {"message": exc.message},
                                           status_code=exc.status)

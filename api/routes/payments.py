@@ -64,7 +64,7 @@ def _filters(request: Request) -> dict[str, Any]:
     q = request.query_params
 
     def when(name: str) -> datetime | None:
-        return parse_time(q[name], name) if q.get(name) else None
+        return parse_time(q[name], name, prefix="") if q.get(name) else None
 
     status = q.get("status")
     statuses = None
@@ -84,12 +84,17 @@ def _filters(request: Request) -> dict[str, Any]:
 STATES_OF_WIRE_INTERNAL = {s for states_ in STATES_OF_WIRE.values() for s in states_}
 
 
+MAX_PAGE = 1_000_000_000
+
+
 def _page(request: Request) -> tuple[int, int]:
     try:
         page = max(1, int(request.query_params.get("page", "1")))
         per_page = min(100, max(1, int(request.query_params.get("perPage", "20"))))
     except ValueError as exc:
         raise ValidationFailed("page and perPage must be whole numbers") from exc
+    if page > MAX_PAGE:
+        raise ValidationFailed(f"page must be at most {MAX_PAGE}")
     return page, per_page
 
 

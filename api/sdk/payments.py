@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 
@@ -51,21 +51,34 @@ async def get_payment(id: str, session: Session, settings: Settings, principal: 
     return JSON({"data": (await states.wire_objects(session, settings.public_url, [payment]))[0]})
 
 
+# the reference server's query numbers (Go's strconv.Atoi): plain digits of a signed 64-bit int;
+# anything else, or < 1, is invalid and takes the default (spec: invalid page -> 1)
+_INT64_MAX = 2**63 - 1
+
+
 def _int(value: str | None, default: int) -> int:
-    try:
-        number = int(value) if value is not None else default
-    except ValueError:
+    if value is None or not value.isascii() or not value.isdigit():
         return default
-    return number if number > 0 else default
+    number = int(value)
+    return number if 0 < number <= _INT64_MAX else default
 
 
 def _time(value: str | None) -> datetime | None:
+    """A ``dateFrom``/``dateTo`` filter; one that is not an RFC3339 time with an offset is ignored,
+    as the reference server ignores it. One whose UTC value is before year 1 or after 9999 (which
+    Python cannot hold) stands for the earliest or the latest time there is."""
     if not value:
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return None
+    if parsed.tzinfo is None:
+        return None
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        return (datetime.min if parsed.year == 1 else datetime.max).replace(tzinfo=UTC)
 
 
 @router.get("", summary="List payments")

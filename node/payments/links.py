@@ -14,14 +14,15 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from node.errors import Conflict, NodeError, NotFound, ValidationFailed
 from node.money import format_decimal
 from node.payments.models import Payment, PaymentLink
-from node.payments.schemas import CURRENCIES, PaymentRequest, parse_amount, parse_time, rfc3339
+from node.payments.schemas import CURRENCIES, PaymentRequest, check_amount_for, parse_amount, parse_time, rfc3339
 
 SLUG = re.compile(r"^[a-z0-9-]{2,100}$")
 
@@ -84,7 +85,8 @@ def validate(body: dict[str, Any], *, partial: bool = False, existing: PaymentLi
     for key, col in (("successUrl", "success_url"), ("cancelUrl", "cancel_url"), ("webhookUrl", "webhook_url")):
         if has(key) and body[key] not in (None, ""):
             v = body[key]
-            if not isinstance(v, str) or not v.startswith(("https://", "http://")) or len(v) > 2000:
+            if (not isinstance(v, str) or not v.startswith(("https://", "http://")) or len(v) > 2000
+                    or "\x00" in v):
                 raise ValidationFailed(f"{key} must be an http(s) URL")
             out[col] = v
     for key, col, limit in (("description", "description", 2000), ("merchantTradeNo", "merchant_trade_no", 200)):
@@ -99,7 +101,7 @@ def validate(body: dict[str, Any], *, partial: bool = False, existing: PaymentLi
             raise ValidationFailed("orderExpireMinutes must be 1-10080")
         out["order_expire_minutes"] = m
     if has("expireAt") and body["expireAt"] not in (None, ""):
-        out["expire_at"] = parse_time(body["expireAt"], "expireAt")
+        out["expire_at"] = parse_time(body["expireAt"], "expireAt", prefix="")
     if has("status"):
         if body["status"] not in ("ACTIVE", "INACTIVE"):
             raise ValidationFailed("status must be ACTIVE or INACTIVE")
@@ -112,6 +114,9 @@ def validate(body: dict[str, Any], *, partial: bool = False, existing: PaymentLi
     lo, hi = merged.get("min_amount"), merged.get("max_amount")
     if lo is not None and hi is not None and lo > hi:
         raise ValidationFailed("minAmount must not exceed maxAmount")
+    for key in ("amount", "min_amount", "max_amount"):  # what this request sets (or re-prices)
+        if merged.get(key) is not None and (key in out or "currency" in out):
+            check_amount_for(merged[key], merged.get("currency") or "LKR")
     return out
 
 
@@ -135,7 +140,13 @@ async def update_link(session: AsyncSession, link: PaymentLink, body: dict[str, 
     for key, value in values.items():
         setattr(link, key, value)
     link.updated_at = datetime.now(UTC)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        # a rename racing another request to the same slug: the check above saw it free
+        if "uq_links_slug" in str(exc.orig):
+            raise Conflict("slug is taken", code="SLUG_TAKEN") from exc
+        raise
     return link
 
 
@@ -155,10 +166,13 @@ async def list_links(session: AsyncSession, merchant_id: uuid.UUID, branch_id: u
     where = [PaymentLink.merchant_id == merchant_id]
     if branch_id is not None:
         where.append(PaymentLink.branch_id == branch_id)
-    total = (await session.execute(select(func.count()).select_from(PaymentLink).where(*where))).scalar_one()
+    total = int((await session.execute(select(func.count()).select_from(PaymentLink).where(*where))).scalar_one())
+    offset = (page - 1) * per_page
+    if offset >= total:  # past the end: no query (and no OFFSET that overflows a bigint)
+        return [], total
     rows = (await session.execute(select(PaymentLink).where(*where).order_by(PaymentLink.created_at.desc())
-                                  .offset((page - 1) * per_page).limit(per_page))).scalars()
-    return list(rows), int(total)
+                                  .offset(offset).limit(per_page))).scalars()
+    return list(rows), total
 
 
 async def slug_available(session: AsyncSession, slug: str) -> bool:
@@ -170,10 +184,22 @@ async def slug_available(session: AsyncSession, slug: str) -> bool:
 async def public(session: AsyncSession, slug: str, *, check_open: bool = True) -> PaymentLink:
     """The link behind ``/pay/{slug}``: 404 unknown or inactive, 410 EXPIRED or CONSUMED, 409
     LINK_IN_USE while a single-use link has an open payment (unless ``check_open`` is off)."""
+    if not SLUG.match(slug):  # no such link, and nothing to send to the database (a NUL, say)
+        raise NotFound("payment link not found")
     link = (await session.execute(select(PaymentLink).where(PaymentLink.slug == slug))).scalar_one_or_none()
     if link is None:
         raise NotFound("payment link not found")
     await _check_usable(session, link, check_open=check_open)
+    return link
+
+
+async def qr_page(session: AsyncSession, slug: str) -> PaymentLink:
+    """The link behind its printable QR (``/pay/{slug}/poster``, ``qr.png``): as ``public`` finds
+    it, open payments aside (a counter QR is printed once and used later), and only while the
+    merchant has the link's QR page on (``showQr``)."""
+    link = await public(session, slug, check_open=False)
+    if not link.show_qr:
+        raise NotFound("payment link has no QR page")
     return link
 
 
@@ -182,6 +208,8 @@ async def claim(session: AsyncSession, slug: str) -> PaymentLink:
 
     Concurrent claims of one link queue on the row lock; each sees what the ones before it
     committed, so a single-use link never gets a second payment while one is open."""
+    if not SLUG.match(slug):
+        raise NotFound("payment link not found")
     link = (await session.execute(select(PaymentLink).where(PaymentLink.slug == slug)
                                   .with_for_update())).scalar_one_or_none()
     if link is None:
@@ -218,8 +246,11 @@ async def open_payment_expiry(session: AsyncSession, link: PaymentLink) -> datet
 
 def payment_request(link: PaymentLink, amount_raw: Any, quantity_raw: Any, email: str | None) -> PaymentRequest:
     """The payment a customer asks for through a link, by the link's rules."""
+    if email and "\x00" in email:
+        raise ValidationFailed("e-mail must not contain NUL")
     if link.allow_custom_amount:
         amount = parse_amount(amount_raw)
+        check_amount_for(amount, link.currency)
         if link.min_amount is not None and amount < link.min_amount:
             raise ValidationFailed(f"amount must be at least {format_decimal(link.min_amount)}")
         if link.max_amount is not None and amount > link.max_amount:
@@ -248,8 +279,11 @@ def payment_request(link: PaymentLink, amount_raw: Any, quantity_raw: Any, email
 
 
 async def count_use(session: AsyncSession, link_id: uuid.UUID) -> None:
-    await session.execute(update(PaymentLink).where(PaymentLink.id == link_id)
-                          .values(usage_count=PaymentLink.usage_count + 1))
+    """One more paid payment of the link. A single-use link counts to 1 at most: a second payment
+    can still end up paid (money accepted after its expiry), but the link was used once."""
+    await session.execute(update(PaymentLink).where(
+        PaymentLink.id == link_id, or_(PaymentLink.reusable, PaymentLink.usage_count < 1))
+        .values(usage_count=PaymentLink.usage_count + 1))
 
 
 async def expire_due(session: AsyncSession) -> int:

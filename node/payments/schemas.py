@@ -53,16 +53,22 @@ def rfc3339(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def parse_time(text: Any, name: str) -> datetime:
-    if not isinstance(text, str):
-        raise ValidationFailed(f"invalid payment data: {name} must be an RFC3339 time")
+def parse_time(text: Any, name: str, prefix: str = "invalid payment data: ") -> datetime:
+    """An RFC3339 time with its offset, in UTC. A time without an offset is refused (never read as
+    the server's local time); so is one whose UTC value is outside years 1-9999
+    (``0001-01-01T00:00:00+01:00``), which Python cannot represent."""
+    if not isinstance(text, str) or "\x00" in text:
+        raise ValidationFailed(f"{prefix}{name} must be an RFC3339 time")
     try:
         value = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError as exc:
-        raise ValidationFailed(f"invalid payment data: {name} must be an RFC3339 time") from exc
+        raise ValidationFailed(f"{prefix}{name} must be an RFC3339 time") from exc
     if value.tzinfo is None:
-        raise ValidationFailed(f"invalid payment data: {name} needs a time zone")
-    return value.astimezone(UTC)
+        raise ValidationFailed(f"{prefix}{name} needs a time zone")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValidationFailed(f"{prefix}{name} is out of range") from exc
 
 
 def parse_uuid(text: str, message: str = "invalid payment ID format") -> uuid.UUID:
@@ -138,6 +144,22 @@ def parse_amount(raw: Any, *, required_message: str | None = None) -> Decimal:
     return value
 
 
+CENT = Decimal("0.01")
+
+
+def check_amount_for(amount: Decimal, currency: str) -> None:
+    """LKR is kept in cents: an LKR amount has at most 2 decimals (``"0.001"`` would be a payment
+    of 0 cents, ``"10.005"`` one whose LKR figures differ from what was asked)."""
+    if currency == "LKR" and amount != amount.quantize(CENT):
+        raise InvalidPaymentAmount("LKR amounts have at most 2 decimals (cents)")
+
+
+def _no_nul(value: Any, name: str) -> None:
+    # PostgreSQL stores no NUL character in text or JSONB: refused here, not by a failing INSERT
+    if isinstance(value, str) and "\x00" in value:
+        raise ValidationFailed(f"invalid payment data: {name} contains NUL")
+
+
 def parse_payment_request(raw: Any, *, default_currency: str = "USDT",
                           amount_required_message: str | None = None) -> PaymentRequest:
     body = _lower_keys(raw)
@@ -149,6 +171,7 @@ def parse_payment_request(raw: Any, *, default_currency: str = "USDT",
     if not isinstance(provider, str) or provider.upper() not in PROVIDERS:
         raise ValidationFailed(f"invalid payment data: unsupported provider {str(provider)[:20]}")
     request = PaymentRequest(amount=amount, currency=currency.upper(), provider=provider.upper())
+    check_amount_for(amount, request.currency)
     request.merchant_trade_no = _text(body, "merchanttradeno", 200)
     request.webhook_url = _url(body, "webhookurl")
     request.success_url = _url(body, "successurl")
@@ -178,6 +201,8 @@ def parse_payment_request(raw: Any, *, default_currency: str = "USDT",
         request.customer_billing = {k: str(v)[:300] for k, v in billing.items()
                                     if k in ("firstName", "lastName", "email", "phone", "address")
                                     and isinstance(v, str | int)}
+        for k, v in request.customer_billing.items():
+            _no_nul(v, f"customerBilling.{k}")
         if request.customer_email is None and isinstance(billing.get("email"), str) and "@" in billing["email"]:
             request.customer_email = billing["email"].strip().lower()[:320]
     goods = body.get("goods")
@@ -189,6 +214,9 @@ def parse_payment_request(raw: Any, *, default_currency: str = "USDT",
             raise ValidationFailed("invalid payment data: goods must be a list of objects")
         request.goods = [{k: str(v)[:500] for k, v in g.items() if k in ("name", "description", "mccCode")
                           and isinstance(v, str | int)} for g in goods]
+        for good in request.goods:
+            for k, v in good.items():
+                _no_nul(v, f"goods.{k}")
     request.description = _text(body, "description", 2000)
     return request
 

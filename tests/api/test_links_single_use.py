@@ -89,6 +89,10 @@ class TestSingleUseLinkHoldsOneOpenPayment:
         assert by_id[first_id].status == "late" and by_id[second_id].status == "paid"
         assert [p.status for p in by_id.values()].count("paid") == 1
         assert (await link_row(pay_node, link_id)).usage_count == 1
+        # the merchant accepts the late money: two paid payments, but the link was used once
+        accepted = await sdk(pay_node, merchant_account).request("POST", f"/v1/payments/{first_id}/late/accept")
+        assert accepted.status_code == 200 and accepted.json()["data"]["state"] == "paid", accepted.text
+        assert (await link_row(pay_node, link_id)).usage_count == 1
 
     async def test_reusable_links_still_take_many_open_payments(
         self, pay_node: PaymentNode, merchant_account: MerchantAccount,
