@@ -38,6 +38,11 @@ def _settlement_jobs(scheduler: AsyncIOScheduler, resources: Resources) -> None:
     every = {"coalesce": True, "max_instances": 1}
     scheduler.add_job(sender.run_once, "interval", seconds=resources.settings.tx_sender_interval_s,
                       id="settlement.chain_sender", **every)
+    test_chain = resources.settings.test_chain()
+    if test_chain is not None:  # refunds of test-mode payments go out on their own chain
+        test_sender = ChainSender(test_chain, resources.db)
+        scheduler.add_job(test_sender.run_once, "interval", seconds=resources.settings.tx_sender_interval_s,
+                          id="settlement.chain_sender.test_chain", **every)
     scheduler.add_job(create_scheduled_settlements, "interval",
                       seconds=resources.settings.settlement_schedule_interval_s, id="settlement.schedules",
                       args=[resources.db, resources.settings], **every)

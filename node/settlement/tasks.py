@@ -44,7 +44,7 @@ from node.settlement.service import batch_data, fiat_cents, withdrawal_data
 
 log = structlog.get_logger(__name__)
 
-LOCK_KEY = 0x5E771E  # advisory lock: one chain sender per node
+LOCK_KEY = 0x5E771E  # advisory lock (with the chain id): one chain sender per chain of the node
 PURPOSE_KEY = {"withdrawal": "operator", "refund": "operator", "settlement": "treasurer",
                "treasury": "treasurer", "payout_address": "admin"}
 
@@ -116,7 +116,8 @@ class ChainSender:
             log.warning("settlement.no_deployment", message="no contracts deployed: nothing is sent")
             return 0
         async with self.db.engine.connect() as lock_conn:
-            got = (await lock_conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY})).scalar()
+            lock = {"k": LOCK_KEY, "c": self.ctx.chain_id & 0x7FFFFFFF}
+            got = (await lock_conn.execute(text("SELECT pg_try_advisory_lock(:k, :c)"), lock)).scalar()
             if not got:
                 return 0
             try:
@@ -128,7 +129,7 @@ class ChainSender:
                         done += 1
                 return done
             finally:
-                await lock_conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+                await lock_conn.execute(text("SELECT pg_advisory_unlock(:k, :c)"), lock)
                 await lock_conn.commit()
 
     async def reconcile(self) -> int:
