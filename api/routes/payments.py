@@ -238,9 +238,10 @@ async def callback(id: str, session: Session, settings: Settings, resources: Res
     async with resources.db.unit_of_work() as lookup:
         chain_id = (await service.get_public(lookup, payment_id)).chain_id
     await tasks.wait_indexed(resources.db, onchain.chain_of(settings, chain_id), settings.callback_wait_s)
+    # recompute reads the row under its lock first: nothing loaded before it is stale
+    await states.recompute(session, settings, [payment_id])
+    await states.expire_due(session, settings, payment_ids=[payment_id])
     payment = await service.get_public(session, payment_id)
-    await states.recompute(session, settings, [payment.id])
-    await states.expire_due(session, settings, payment_ids=[payment.id])
     if wire_status(payment) in TERMINAL_WIRE and not await _first_closed_callback(resources, payment.id):
         raise CallbackFailed("failed to process callback")
     return JSON({"data": {"status": "processed"}})
