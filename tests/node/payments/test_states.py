@@ -71,6 +71,7 @@ class TestLateByTheBlock:
     ) -> None:
         """A stalled scheduler: the payment is still initiated when its late transfer is indexed."""
         client = sdk(pay_node, merchant_account)
+        await pay_node.set_rate("300")
         data = (await client.create_payment(amount="4")).json()["data"]
         await row(pay_node, data["id"])
         await _set(pay_node, data["id"], expire_at=datetime.now(UTC) - timedelta(seconds=5))
@@ -81,6 +82,8 @@ class TestLateByTheBlock:
         assert payment.paid_at is None
         wire = (await client.get_payment(data["id"])).json()["data"]
         assert wire["status"] == "EXPIRED" and wire["late"] is True and wire["txHash"] == receipt["transactionHash"]
+        assert wire["receivedUsdt"] == "4" and wire["amountLkr"] == "1200" and "paidAt" not in wire
+        assert wire["feeBreakdown"]["totalFeesUSDT"] == "0.08" and wire["feeBreakdown"]["netAmountUSDT"] == "3.92"
         assert (await event_types(pay_node, data["id"]))[-1] == "payment.late"
 
 
@@ -90,6 +93,7 @@ class TestLateMoneyOnAFailedPayment:
     ) -> None:
         client = sdk(pay_node, merchant_account)
         chain = pay_node.chain.chain
+        await pay_node.set_rate("300")
         data = (await client.create_payment(amount="5")).json()["data"]
         await row(pay_node, data["id"])
         transfer(pay_node, PAYERS[3], data, 2 * UNIT)
