@@ -7,6 +7,7 @@ Passed or injected everywhere; nothing else reads ``os.environ``.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 
@@ -207,12 +208,45 @@ class Settings(BaseSettings):
     # a chain other than BSC 56/97 (a public anvil or testnet node); never the node's own RPC_URL, which
     # may hold a provider key or an internal host
     public_rpc_url: str | None = None
-    # fraud rules (platform-features.md section 11); amounts in USDT
-    risk_block_score: int = 80
+    # fraud rules (platform-features.md section 11, node/payments/risk.py): points per rule, the score
+    # capped at 100; amounts in USDT. LOW < medium_score <= MEDIUM < high_score <= HIGH < block_score <= CRITICAL
+    risk_medium_score: int = 30
+    risk_high_score: int = 60
+    risk_block_score: int = 80  # CRITICAL: creation refused (422 RISK_BLOCKED)
+    risk_hour_count: int = 5  # a customer's payments in the last hour
+    risk_hour_count_high: int = 10
+    risk_hour_points: int = 15
+    risk_hour_points_high: int = 30
+    risk_day_count: int = 20  # ... in the last 24 h
+    risk_day_count_high: int = 50
+    risk_day_points: int = 10
+    risk_day_points_high: int = 25
+    risk_average_multiple: Decimal = Decimal(3)  # the amount vs the merchant's average of its last 50
+    risk_average_multiple_high: Decimal = Decimal(5)
+    risk_average_points: int = 10
+    risk_average_points_high: int = 25
     risk_large_amount_usdt: int = 10_000
+    risk_large_amount_points: int = 20
     risk_medium_amount_usdt: int = 5_000
-    risk_daily_volume_usdt: int = 50_000
-    risk_new_customer_amount_usdt: int = 1_000
+    risk_medium_amount_points: int = 10
+    risk_daily_volume_usdt: int = 50_000  # 24 h volume with the payment (the customer's; the merchant's floor)
+    risk_daily_volume_points: int = 20
+    risk_new_customer_amount_usdt: int = 1_000  # a customer never seen (or no e-mail) paying more
+    risk_new_customer_points: int = 15
+    # the merchant's own normal: its hour (24 h) count flags at 3x (5x) its usual rate over the baseline
+    # days before the last 24 h, and only from the minimum counts on; its 24 h volume above 3x its usual
+    risk_merchant_multiple: Decimal = Decimal(3)
+    risk_merchant_multiple_high: Decimal = Decimal(5)
+    risk_merchant_hour_min: int = 30
+    risk_merchant_hour_min_high: int = 50
+    risk_merchant_day_min: int = 200
+    risk_merchant_day_min_high: int = 500
+    risk_merchant_volume_multiple: Decimal = Decimal(3)
+    risk_baseline_days: int = 7
+    # the merchant's counts are re-read at most this often per process (and counted forward in between),
+    # its normal at most this often
+    risk_stats_ttl_s: float = 5.0
+    risk_baseline_ttl_s: float = 600.0
 
     # --- settlement, withdrawals, treasury (node/settlement, node/exchange treasury + ccxt) ---
     # TREASURER_ROLE key (settle, withdrawTreasury) and ADMIN_ROLE key (setPayoutAddress); dev defaults are
