@@ -21,7 +21,9 @@ router = APIRouter(prefix="/v1/sdk/checkout", tags=["sdk"])
 
 def session_url(public_url: str, p: Payment) -> str:
     """``<portal>/checkout/<id>`` + ``?successUrl=`` and then ``&cancelUrl=`` (form escaping; the
-    cancel URL only with a success URL), as the original built it."""
+    cancel URL only with a success URL), as the original built it. The page itself redirects to the
+    payment's stored URLs (the same values) and ignores its query: a link with another URL in it
+    sends no one anywhere."""
     url = checkout_url(public_url, p)
     if p.success_url:
         url += "?successUrl=" + quote_plus(p.success_url, safe="")
