@@ -340,7 +340,8 @@ def redirect_url(url: str | None) -> str:
         parts = urlsplit(url)
     except ValueError:
         return ""
-    return url if parts.scheme.lower() in ("http", "https") and parts.netloc and url.isprintable() else ""
+    plain = url.isprintable() and not any(c.isspace() for c in url)
+    return url if parts.scheme.lower() in ("http", "https") and parts.netloc and plain else ""
 
 
 def lkr_text(cents: int) -> str:

@@ -218,7 +218,7 @@ class TestCheckoutPage:
         assert redirect_url("https://shop.example/thanks?o=1") == "https://shop.example/thanks?o=1"
         assert redirect_url("http://127.0.0.1:8000/x") == "http://127.0.0.1:8000/x"
         for bad in ("javascript:alert(1)", "JAVASCRIPT://x%0aalert(1)", "data:text/html,x", "//evil.example",
-                    "https:///nohost", "https://shop.example/\nx", None, ""):
+                    "https:///nohost", "https://shop.example/\nx", "https://shop.example/a b", None, ""):
             assert redirect_url(bad) == "", bad
 
     def test_bsc_chains_are_offered_with_their_standard_parameters(self, pay_node: PaymentNode) -> None:
