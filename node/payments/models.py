@@ -165,6 +165,10 @@ class IdempotencyRecord(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+# a refund in these states holds its amount of the merchant's balance (withdrawals and refunds both see it)
+REFUNDS_IN_FLIGHT = ("REQUESTED", "PENDING_APPROVAL", "APPROVED", "SUBMITTED")
+
+
 class Refund(Base):
     """REQUESTED -> APPROVED | PENDING_APPROVAL (an administrator approves or REJECTs) -> SUBMITTED
     (sent through ``settlement.chain_sends``) -> COMPLETED (the ``Refunded`` event is final) or FAILED
@@ -174,9 +178,9 @@ class Refund(Base):
     __table_args__ = (
         CheckConstraint(f"status IN {REFUND_STATES}", name="status"),
         Index("ix_refunds_payment", "payment_id"),
-        UniqueConstraint("merchant_id", "idempotency_key"),
         Index("ix_refunds_status", "status", "created_at",
               postgresql_where=text("status IN ('PENDING_APPROVAL', 'APPROVED')")),
+        UniqueConstraint("merchant_id", "idempotency_key"),
         {"schema": SCHEMA},
     )
 
@@ -193,11 +197,11 @@ class Refund(Base):
     error: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     requested_by: Mapped[str | None] = mapped_column(String(80))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     review_reason: Mapped[str | None] = mapped_column(Text)  # why it waits for an administrator
     decided_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decision_note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -34,14 +34,14 @@ from node.bus import announce
 from node.config import Settings
 from node.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from node.money import format_units
-from node.payments.models import Payment, Receipt, Refund
+from node.payments.models import REFUNDS_IN_FLIGHT, Payment, Receipt, Refund
 from node.payments.schemas import rfc3339
 from node.payments.service import announce_state
 
 log = structlog.get_logger(__name__)
 
 REFUNDABLE = ("paid", "overpaid", "underpaid", "partially_refunded", "late", "failed")
-IN_FLIGHT = ("REQUESTED", "PENDING_APPROVAL", "APPROVED", "SUBMITTED")
+IN_FLIGHT = REFUNDS_IN_FLIGHT
 ZERO_ADDRESS = "0x" + "0" * 40
 
 
@@ -150,17 +150,15 @@ async def request_refund(session: AsyncSession, settings: Settings, p: Payment, 
         review.append("above the refund approval threshold")
     await balances.lock_merchant(session, p.merchant_id)
     available = await balances.available(session, p.chain_id, p.merchant_key, p.token.lower())
-    # withdrawals and settlement batches in flight have promised part of it already
+    # withdrawals, settlement batches and refunds in flight have promised part of it already
     available -= await balances.reserved(session, p.chain_id, p.merchant_id, p.token.lower())
     if p.status == "late":
         # late money waits at the deposit address until the merchant decides; a refund of it has the
         # sweeper bring it in first (next_approved waits for that), so it covers its own refund
         available += max(0, p.deposited_final - p.swept)
-    pending = int((await session.execute(select(func.coalesce(func.sum(Refund.amount_units), 0)).where(
-        Refund.merchant_id == p.merchant_id, Refund.status.in_(IN_FLIGHT)))).scalar_one())
-    if amount + pending > available:
+    if amount > available:
         raise InsufficientBalance(
-            f"the merchant balance ({format_units(max(0, available - pending))} USDT available) does not cover "
+            f"the merchant balance ({format_units(max(0, available))} USDT available) does not cover "
             "this refund; deposits count once swept")
     refund = Refund(payment_id=p.id, merchant_id=p.merchant_id, amount_units=amount,
                     to_address=to_checksum_address(to), reason=(reason or "")[:1000] or None,

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from node.db.base import TokenAmount
 from node.db.bulk import copy_insert_ignoring_duplicates
 from node.indexing.models import ChainLog
-from node.payments.models import Payment, Receipt
+from node.payments.models import REFUNDS_IN_FLIGHT, Payment, Receipt, Refund
 from node.settlement.models import (
     ChainSend,
     LedgerEntry,
@@ -216,14 +216,19 @@ async def available(session: AsyncSession, chain_id: int, merchant_key: bytes, t
 
 
 async def reserved(session: AsyncSession, chain_id: int, merchant_id: uuid.UUID, token: str) -> int:
-    """Money promised but not yet debited on chain: withdrawals and settlement batches in flight."""
+    """Money promised but not yet debited on chain: withdrawals, settlement batches and refunds in
+    flight (each of the three checks the others' promises before it promises more)."""
     withdrawals = select(func.coalesce(func.sum(Withdrawal.amount), 0)).where(
         Withdrawal.merchant_id == merchant_id, Withdrawal.chain_id == chain_id, Withdrawal.token == token,
         Withdrawal.status.in_(IN_FLIGHT_WITHDRAWALS)).scalar_subquery()
     batches = select(func.coalesce(func.sum(SettlementBatch.amount), 0)).where(
         SettlementBatch.merchant_id == merchant_id, SettlementBatch.chain_id == chain_id,
         SettlementBatch.token == token, SettlementBatch.status.in_(IN_FLIGHT_BATCHES)).scalar_subquery()
-    return int((await session.execute(select(withdrawals + batches))).scalar_one())
+    refunds = select(func.coalesce(func.sum(Refund.amount_units), 0)).join(
+        Payment, Payment.id == Refund.payment_id).where(
+        Refund.merchant_id == merchant_id, Payment.chain_id == chain_id, Payment.token == token,
+        Refund.status.in_(REFUNDS_IN_FLIGHT)).scalar_subquery()
+    return int((await session.execute(select(withdrawals + batches + refunds))).scalar_one())
 
 
 async def balance_row(session: AsyncSession, chain_id: int, merchant_key: bytes, token: str) -> MerchantBalance | None:

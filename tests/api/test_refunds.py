@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -43,6 +44,13 @@ async def paid(node: PaymentNode, account: MerchantAccount, payer: str, amount: 
 async def portal(node: PaymentNode, account: MerchantAccount, path: str, body: Any = None,
                  headers: dict[str, str] | None = None) -> httpx.Response:
     return await node.http.post(path, json=body, headers={**account.auth_headers, **(headers or {})})
+
+
+async def balance(node: PaymentNode, account: MerchantAccount) -> dict[str, Any]:
+    answer = await node.http.get("/v1/settlements/balance", headers=account.auth_headers)
+    assert answer.status_code == 200, answer.text
+    data: dict[str, Any] = answer.json()["data"]
+    return data
 
 
 async def refund_status(node: PaymentNode, payment_id: str, status: str, index: int = 0) -> None:
@@ -108,6 +116,7 @@ class TestWhoDecides:
         chain = pay_node.chain.chain
         data = await paid(pay_node, merchant_account, PAYERS[1])
         path = f"/v1/payments/{data['id']}/refunds"
+        balance_before = await balance(pay_node, merchant_account)
         made = await portal(pay_node, merchant_account, path, {"amount": "3", "toAddress": ELSEWHERE,
                                                                "reason": "customer's new wallet"})
         assert made.status_code == 201, made.text
@@ -117,9 +126,12 @@ class TestWhoDecides:
         await chain_sender.run_once()
         assert await refund_sends(pay_node, refund["id"]) == []
         assert (await refund_rows(pay_node, data["id"]))[0].status == "PENDING_APPROVAL"
-        # the amount is held while it waits: 10 paid, 3 held, 7 left
+        # the amount is held while it waits: 10 paid, 3 held, 7 left, for refunds and withdrawals alike
         over = await portal(pay_node, merchant_account, path, {"amount": "7.5"})
         assert over.status_code == 400 and "7" in over.json()["error"]["message"]
+        held = await balance(pay_node, merchant_account)
+        assert Decimal(held["reserved"]) - Decimal(balance_before["reserved"]) == 3
+        assert Decimal(balance_before["withdrawable"]) - Decimal(held["withdrawable"]) == 3
 
         viewer = await make_admin(resources, "VIEWER")
         queue = await pay_node.http.get("/v1/admin/refunds?status=PENDING_APPROVAL&perPage=200",
