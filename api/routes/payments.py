@@ -23,7 +23,7 @@ from api.payments_common import idempotent, json_body
 from api.responses import JSON
 from node.auth.principal import MerchantPrincipal
 from node.config import Settings as NodeSettings
-from node.errors import NodeError, NotFound, ValidationFailed
+from node.errors import Conflict, NodeError, NotFound, ValidationFailed
 from node.merchants import service as merchants
 from node.money import format_units, parse_decimal, to_base_units
 from node.payments import onchain, refunds, service, states, tasks
@@ -220,8 +220,12 @@ async def public_checkout(id: str, session: Session) -> JSON:
     return JSON({"data": checkout_object(payment)})
 
 
-class CallbackFailed(NodeError):
-    """The original's answer to a callback on a payment a callback already found closed."""
+class CallbackRepeated(Conflict):
+    """A callback on a payment a callback already found closed. The original answered 500
+    INTERNAL_ERROR; a repeat is the client's doing, so it is a 409 here (the SDKs treat every
+    status >= 400 alike)."""
+
+    code = "PAYMENT_CLOSED"
 
 
 TERMINAL_WIRE = ("PAID", "EXPIRED", "FAILED")
@@ -232,8 +236,7 @@ TERMINAL_WIRE = ("PAID", "EXPIRED", "FAILED")
 async def callback(id: str, session: Session, settings: Settings, resources: Resources) -> JSON:
     """Waits (at most ``callback_wait_s``, holding no connection) for the indexer to reach the
     chain's head, then re-derives this payment's state and expires it if due. A callback that
-    finds the payment closed answers ``processed`` once; a repeated one gets the original's 500
-    INTERNAL_ERROR (spec: terminal states)."""
+    finds the payment closed answers ``processed`` once; a repeated one is refused (409)."""
     payment_id = parse_uuid(id)
     async with resources.db.unit_of_work() as lookup:
         chain_id = (await service.get_public(lookup, payment_id)).chain_id
@@ -243,7 +246,7 @@ async def callback(id: str, session: Session, settings: Settings, resources: Res
     await states.expire_due(session, settings, payment_ids=[payment_id])
     payment = await service.get_public(session, payment_id)
     if wire_status(payment) in TERMINAL_WIRE and not await _first_closed_callback(resources, payment.id):
-        raise CallbackFailed("failed to process callback")
+        raise CallbackRepeated(f"failed to process callback: the payment is already {wire_status(payment)}")
     return JSON({"data": {"status": "processed"}})
 
 

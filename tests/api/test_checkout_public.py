@@ -138,15 +138,16 @@ class TestSimulatedOutcomes:
             stop.set()
             await task
 
-    async def test_a_repeated_callback_on_a_closed_payment_answers_as_the_original(
+    async def test_a_repeated_callback_on_a_closed_payment_is_refused(
             self, pay_node: PaymentNode, merchant_account: MerchantAccount) -> None:
         data = await _create(pay_node, merchant_account, amount="0.01", currency="USDT")
         await pay_node.http.post(f"/test/simulate/{data['providerPayId']}")
         first = await pay_node.http.post(f"/v1/payments/{data['id']}/callback")
         again = await pay_node.http.post(f"/v1/payments/{data['id']}/callback")
         assert first.json() == {"data": {"status": "processed"}}
-        assert again.status_code == 500
-        assert again.json() == {"error": {"code": "INTERNAL_ERROR", "message": "failed to process callback"}}
+        assert again.status_code == 409
+        assert again.json() == {"error": {"code": "PAYMENT_CLOSED",
+                                          "message": "failed to process callback: the payment is already EXPIRED"}}
 
     async def test_a_callback_on_an_open_payment_is_processed_every_time(
             self, pay_node: PaymentNode, merchant_account: MerchantAccount) -> None:
