@@ -10,19 +10,25 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
+import structlog
 from sqlalchemy import ColumnElement, delete, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from chain.client import RpcClient
+from chain.errors import ChainError
 from chain.events import ChainEvent, DepositSwept, PaymentReceived, Refunded, Transfer
 from node.config import Settings
 from node.db import Database
 from node.db.base import TokenAmount
 from node.db.bulk import driver_connection
 from node.indexing.handlers import ChainHandler, ChainScope
-from node.payments import states
+from node.payments import onchain, states
 from node.payments.models import Payment, Receipt
+from node.payments.onchain import ChainNotConfigured
 from node.payments.refunds import refund_completed
+
+log = structlog.get_logger(__name__)
 
 
 class PaymentsProjection(ChainHandler):
@@ -82,8 +88,15 @@ class PaymentsProjection(ChainHandler):
         if not matched:
             return set()
         times = await BlockTimes.load(driver, scope.chain_id, {m[0].block_number for m in matched})
-        rows = [_row(scope, e, t.payment_id, kind, payer, amount, final, times.after(e, t))
-                for e, t, kind, payer, amount in matched]
+        undecided = {e.block_number for e, t, *_ in matched if times.after(e, t) is None}
+        if undecided:  # a backfill, a payment whose deadline falls inside the range: rare
+            times.add(await self._fetch_headers(scope.chain_id, undecided))
+        rows = []
+        for e, t, kind, payer, amount in matched:
+            after = times.after(e, t)
+            if after is None:  # the node did not answer: the payment's state when indexed
+                after = t.status in ("expired", "failed", "late")
+            rows.append(_row(scope, e, t.payment_id, kind, payer, amount, final, after))
         for chunk in _chunks(rows):
             stmt = insert(Receipt).values(chunk)
             if final:
@@ -93,6 +106,17 @@ class PaymentsProjection(ChainHandler):
             else:
                 await session.execute(stmt.on_conflict_do_nothing())
         return {r["payment_id"] for r in rows}  # type: ignore[misc]
+
+    async def _fetch_headers(self, chain_id: int, numbers: set[int]) -> dict[int, tuple[str, int]]:
+        """Headers the indexer did not store (a backfill keeps only each range's end), from the node."""
+        try:
+            chain = onchain.chain_of(self.settings, chain_id)
+            async with RpcClient(chain.rpc_urls) as rpc:
+                headers = await rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in sorted(numbers)])
+        except (ChainError, ChainNotConfigured) as exc:
+            log.warning("payments: no block headers for the deadline check", chain_id=chain_id, error=str(exc)[:200])
+            return {}
+        return {int(h["number"], 16): (h["hash"], int(h["timestamp"], 16)) for h in headers if h is not None}
 
     async def seen(self, session: AsyncSession, scope: ChainScope, events: Sequence[ChainEvent]) -> None:
         touched = await self._receipts(session, scope, events, final=False)
@@ -165,7 +189,7 @@ class BlockTimes:
 
     A backfill stores only the header of each range's end; a block without its own header is
     bounded by the stored headers around it (on time if a later block is, late if an earlier one
-    is), and when neither decides, by the payment's state when indexed (the old rule)."""
+    is). When neither decides, :meth:`PaymentsProjection._fetch_headers` asks the node for it."""
 
     def __init__(self, known: dict[int, tuple[str, int]]) -> None:
         self.known = known  # number -> (hash, timestamp)
@@ -179,7 +203,12 @@ class BlockTimes:
             chain_id, list(numbers), max(numbers))
         return cls({int(n): (h, int(ts)) for n, h, ts in rows})
 
-    def after(self, e: ChainEvent, t: Target) -> bool:
+    def add(self, headers: dict[int, tuple[str, int]]) -> None:
+        self.known.update(headers)
+        self.numbers = sorted(self.known)
+
+    def after(self, e: ChainEvent, t: Target) -> bool | None:
+        """Whether ``e``'s block is past ``t``'s deadline; None when the known headers cannot tell."""
         exact = self.known.get(e.block_number)
         if exact is not None and exact[0] == e.block_hash:
             return exact[1] > t.expire_at
@@ -189,7 +218,7 @@ class BlockTimes:
         earlier = bisect.bisect_left(self.numbers, e.block_number) - 1
         if earlier >= 0 and self.known[self.numbers[earlier]][1] > t.expire_at:
             return True
-        return t.status in ("expired", "failed", "late")
+        return None
 
 
 OPEN_STATES = ("initiated", "pending", "underpaid")

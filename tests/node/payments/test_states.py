@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from indexer.follower import FinalityPolicy
 from node.bus import OutboxMessage
-from node.payments import onchain, tasks
+from node.payments import onchain, states, tasks
 from node.payments.models import Payment
 from tests.api.test_payments_lifecycle import event_types, expire_now, row, sdk
 from tests.fixtures.accounts import MerchantAccount
@@ -85,6 +85,35 @@ class TestLateByTheBlock:
         assert wire["receivedUsdt"] == "4" and wire["amountLkr"] == "1200" and "paidAt" not in wire
         assert wire["feeBreakdown"]["totalFeesUSDT"] == "0.08" and wire["feeBreakdown"]["netAmountUSDT"] == "3.92"
         assert (await event_types(pay_node, data["id"]))[-1] == "payment.late"
+
+    async def test_a_backfilled_block_is_judged_by_its_own_time(
+        self, pay_node: PaymentNode, merchant_account: MerchantAccount,
+    ) -> None:
+        """An indexer far behind backfills final blocks and stores only each range's last header,
+        which is past both deadlines here: each transfer's block time comes from the node."""
+        client = sdk(pay_node, merchant_account)
+        chain = pay_node.chain.chain
+        on_time, late = [(await client.create_payment(amount="4")).json()["data"] for _ in range(2)]
+        for data in (on_time, late):
+            await row(pay_node, data["id"])
+        first = transfer(pay_node, PAYERS[6], on_time, 4 * UNIT)
+        second = transfer(pay_node, PAYERS[6], late, 4 * UNIT)
+        first_at, second_at = block_time(pay_node, first), block_time(pay_node, second)
+        while datetime.now(UTC) < second_at + timedelta(seconds=1.1):
+            await asyncio.sleep(0.05)
+        for _ in range(pay_node.follower.live_blocks + 20):  # behind by more than the tip's window
+            chain.mine()
+        assert chain.now() > second_at.timestamp()
+        await _set(pay_node, on_time["id"], expire_at=first_at)  # its block was the last second in time
+        await _set(pay_node, late["id"], expire_at=second_at - timedelta(seconds=1))  # one second too late
+        async with pay_node.resources.db.unit_of_work() as session:
+            await states.expire_due(session, pay_node.settings, payment_ids=[uuid.UUID(on_time["id"])])
+        assert (await row(pay_node, on_time["id"])).status == "expired"
+        assert (await row(pay_node, late["id"])).status == "initiated"  # the scheduler has not run for it
+        await pay_node.sync()
+        assert (await row(pay_node, on_time["id"])).status == "paid"
+        payment = await row(pay_node, late["id"])
+        assert payment.status == "late" and payment.late_from == "expired"
 
 
 class TestLateMoneyOnAFailedPayment:
