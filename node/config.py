@@ -22,6 +22,15 @@ DEV_OPERATOR_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b
 DEV_TREASURER_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"
 
 
+DEFAULT_RATE_LIMITS = {
+    "login_ip": "30/60", "login_account": "10/600", "totp": "5/300", "password_ip": "10/600",
+    "public_ip": "120/60", "api": "6000/60", "admin": "600/60",
+    # the hosted checkout's status poll (one every 2 s per open page): several customers' phones
+    # behind one NAT address must not run out
+    "checkout_ip": "900/60",
+}
+
+
 class Environment(StrEnum):
     dev = "dev"
     test = "test"
@@ -123,14 +132,9 @@ class Settings(BaseSettings):
     admin_portal_url: str = "http://127.0.0.1:8080/admin"
     # live payments of an INSTANT_ACCESS merchant, in USDT (whole units)
     instant_access_cap_usdt: int = 5000
-    # rate limits: "<requests>/<seconds>" per route group and key; see node/ratelimit.py
-    rate_limits: dict[str, str] = {
-        "login_ip": "30/60", "login_account": "10/600", "totp": "5/300", "password_ip": "10/600",
-        "public_ip": "120/60", "api": "6000/60", "admin": "600/60",
-        # the hosted checkout's status poll (one every 2 s per open page): several customers' phones
-        # behind one NAT address must not run out
-        "checkout_ip": "900/60",
-    }
+    # rate limits: "<requests>/<seconds>" per route group and key; see node/ratelimit.py. A configured
+    # dict changes only the groups it names (the others keep their defaults, never "no limit")
+    rate_limits: dict[str, str] = DEFAULT_RATE_LIMITS
     # trusted reverse proxies whose X-Forwarded-For is believed (exact client IPs); empty = none
     trusted_proxies: list[str] = []
     # document storage: local directory under data_dir unless S3_URL (s3://bucket or http(s)://host/bucket)
@@ -266,6 +270,11 @@ class Settings(BaseSettings):
     exchange_credentials: dict[str, dict[str, str]] = {}
     exchange_urls: dict[str, str] = {}
     exchange_timeout_s: float = 10.0
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _over_default_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        return {**DEFAULT_RATE_LIMITS, **value}
 
     @field_validator("database_url")
     @classmethod

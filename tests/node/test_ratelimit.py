@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from node.config import DEFAULT_RATE_LIMITS, Settings
 from node.errors import ServiceUnavailable
 from node.infra.process import free_port
 from node.ratelimit import RateLimited, RateLimiter
@@ -44,3 +45,10 @@ async def test_redis_outage_fails_open_for_api_and_closed_for_login(resources: R
             await limiter.check("login_ip", "x")
     finally:
         await dead.aclose()
+
+
+def test_configured_limits_change_only_the_groups_they_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENPAY_RATE_LIMITS", '{"api": "5/60"}')
+    limits = Settings().rate_limits
+    assert limits["api"] == "5/60"
+    assert limits["checkout_ip"] == DEFAULT_RATE_LIMITS["checkout_ip"] and limits["public_ip"] == "120/60"
