@@ -24,6 +24,7 @@ counted apart. Levels: LOW < ``risk_medium_score`` <= MEDIUM < ``risk_high_score
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -47,6 +48,34 @@ class CustomerStats:
     known: bool
 
 
+@dataclass(frozen=True)
+class MerchantNormal:
+    """Where the merchant's own counts start to flag, from its usual day (whole numbers, worked
+    out once per read of its baseline rather than on every payment)."""
+
+    hour: tuple[int, int]  # payments in the last hour: flagged from, flagged high from
+    day: tuple[int, int]  # ... in the last 24 h
+    volume: int  # base units: a 24 h volume above this is flagged
+
+
+def merchant_normal(usual_day_count: Decimal | None, usual_day_volume: Decimal | None,
+                    settings: Settings) -> MerchantNormal:
+    """``None``: less than a day of history, only the minimum counts and the volume floor apply."""
+    s = settings
+    per_day = usual_day_count or Decimal(0)
+    per_hour = per_day / 24
+
+    def bar(minimum: int, multiple: Decimal, usual: Decimal) -> int:
+        return max(minimum, math.ceil(multiple * usual))
+    return MerchantNormal(
+        (bar(s.risk_merchant_hour_min, s.risk_merchant_multiple, per_hour),
+         bar(s.risk_merchant_hour_min_high, s.risk_merchant_multiple_high, per_hour)),
+        (bar(s.risk_merchant_day_min, s.risk_merchant_multiple, per_day),
+         bar(s.risk_merchant_day_min_high, s.risk_merchant_multiple_high, per_day)),
+        max(s.risk_daily_volume_usdt * WEI_PER_TOKEN,
+            math.floor(s.risk_merchant_volume_multiple * (usual_day_volume or Decimal(0)))))
+
+
 @dataclass
 class MerchantStats:
     """The merchant's earlier payments of one mode, read at most every ``risk_stats_ttl_s`` and
@@ -55,14 +84,20 @@ class MerchantStats:
     last_hour: int
     last_day: int
     day_volume: int  # base units, expired and failed payments left out
-    average: int | None  # base units, its last 50 payments
-    usual_day_count: Decimal | None  # per day over the baseline; None with less than a day of history
-    usual_day_volume: Decimal | None
+    above_average: tuple[int, int] | None  # 3x and 5x the average of its last 50 payments (base units)
+    normal: MerchantNormal
 
     def add(self, units: int) -> None:
         self.last_hour += 1
         self.last_day += 1
         self.day_volume += units
+
+
+def merchant_stats(last_hour: int, last_day: int, day_volume: int, average: int | None, normal: MerchantNormal,
+                   settings: Settings) -> MerchantStats:
+    above = None if not average else (math.floor(settings.risk_average_multiple * average),
+                                      math.floor(settings.risk_average_multiple_high * average))
+    return MerchantStats(last_hour, last_day, day_volume, above, normal)
 
 
 @dataclass(frozen=True)
@@ -80,71 +115,58 @@ def level_of(score: int, settings: Settings) -> str:
     return "MEDIUM" if score >= settings.risk_medium_score else "LOW"
 
 
-def _tier(count: int, low: Decimal | int, high: Decimal | int, points: tuple[int, int],
-          flag: str) -> tuple[int, str] | None:
+def _tier(count: int, low: int, high: int, points_low: int, points_high: int, flag: str) -> tuple[int, str] | None:
     if count >= high:
-        return points[1], f"{flag}_HIGH"
+        return points_high, f"{flag}_HIGH"
     if count >= low:
-        return points[0], flag
+        return points_low, flag
     return None
 
 
-def _merchant_tier(count: int, usual: Decimal | None, minimum: tuple[int, int], points: tuple[int, int],
-                   flag: str, settings: Settings) -> tuple[int, str] | None:
-    usual = usual or Decimal(0)
-    return _tier(count, max(Decimal(minimum[0]), settings.risk_merchant_multiple * usual),
-                 max(Decimal(minimum[1]), settings.risk_merchant_multiple_high * usual), points, flag)
-
-
-def _higher(*candidates: tuple[int, str] | None) -> tuple[int, str] | None:
-    best: tuple[int, str] | None = None
-    for candidate in candidates:  # the first wins a tie: the customer's
-        if candidate is not None and (best is None or candidate[0] > best[0]):
-            best = candidate
-    return best
+def _higher(customer: tuple[int, str] | None, merchant: tuple[int, str] | None) -> tuple[int, str] | None:
+    if merchant is None or (customer is not None and customer[0] >= merchant[0]):
+        return customer  # the customer's wins a tie
+    return merchant
 
 
 def score(amount: int, merchant: MerchantStats, customer: CustomerStats | None, settings: Settings) -> RiskScore:
     """The score of a new payment of ``amount`` base units; ``customer`` is None without an e-mail."""
-    s = settings
-    hits: list[tuple[int, str] | None] = []
-    hour_points, day_points = (s.risk_hour_points, s.risk_hour_points_high), (s.risk_day_points, s.risk_day_points_high)
-    usual_hour = merchant.usual_day_count / 24 if merchant.usual_day_count is not None else None
-    hits.append(_higher(
-        _tier(customer.last_hour, s.risk_hour_count, s.risk_hour_count_high, hour_points, "VELOCITY_HOUR")
-        if customer else None,
-        _merchant_tier(merchant.last_hour, usual_hour, (s.risk_merchant_hour_min, s.risk_merchant_hour_min_high),
-                       hour_points, "MERCHANT_VELOCITY_HOUR", s)))
-    hits.append(_higher(
-        _tier(customer.last_day, s.risk_day_count, s.risk_day_count_high, day_points, "VELOCITY_DAY")
-        if customer else None,
-        _merchant_tier(merchant.last_day, merchant.usual_day_count,
-                       (s.risk_merchant_day_min, s.risk_merchant_day_min_high), day_points,
-                       "MERCHANT_VELOCITY_DAY", s)))
-    volume_limit = s.risk_daily_volume_usdt * WEI_PER_TOKEN
-    merchant_limit = max(Decimal(volume_limit), s.risk_merchant_volume_multiple * (merchant.usual_day_volume or 0))
-    hits.append(_higher(
-        (s.risk_daily_volume_points, "DAILY_VOLUME")
-        if customer and customer.day_volume + amount > volume_limit else None,
-        (s.risk_daily_volume_points, "MERCHANT_DAILY_VOLUME")
-        if merchant.day_volume + amount > merchant_limit else None))
+    s, normal = settings, merchant.normal
+    hits = [
+        _higher(_tier(customer.last_hour, s.risk_hour_count, s.risk_hour_count_high, s.risk_hour_points,
+                      s.risk_hour_points_high, "VELOCITY_HOUR") if customer else None,
+                _tier(merchant.last_hour, *normal.hour, s.risk_hour_points, s.risk_hour_points_high,
+                      "MERCHANT_VELOCITY_HOUR")),
+        _higher(_tier(customer.last_day, s.risk_day_count, s.risk_day_count_high, s.risk_day_points,
+                      s.risk_day_points_high, "VELOCITY_DAY") if customer else None,
+                _tier(merchant.last_day, *normal.day, s.risk_day_points, s.risk_day_points_high,
+                      "MERCHANT_VELOCITY_DAY")),
+        _higher((s.risk_daily_volume_points, "DAILY_VOLUME")
+                if customer and customer.day_volume + amount > s.risk_daily_volume_usdt * WEI_PER_TOKEN else None,
+                (s.risk_daily_volume_points, "MERCHANT_DAILY_VOLUME")
+                if merchant.day_volume + amount > normal.volume else None),
+    ]
     if amount > s.risk_new_customer_amount_usdt * WEI_PER_TOKEN:
         if customer is None:
             hits.append((s.risk_new_customer_points, "ANONYMOUS_LARGE_AMOUNT"))
         elif not customer.known:
             hits.append((s.risk_new_customer_points, "NEW_CUSTOMER_LARGE_AMOUNT"))
-    if merchant.average:
-        if amount > s.risk_average_multiple_high * merchant.average:
+    if merchant.above_average is not None:
+        if amount > merchant.above_average[1]:
             hits.append((s.risk_average_points_high, "AMOUNT_5X_AVERAGE"))
-        elif amount > s.risk_average_multiple * merchant.average:
+        elif amount > merchant.above_average[0]:
             hits.append((s.risk_average_points, "AMOUNT_3X_AVERAGE"))
     if amount > s.risk_large_amount_usdt * WEI_PER_TOKEN:
         hits.append((s.risk_large_amount_points, "LARGE_AMOUNT"))
     elif amount > s.risk_medium_amount_usdt * WEI_PER_TOKEN:
         hits.append((s.risk_medium_amount_points, "MEDIUM_AMOUNT"))
-    found = [hit for hit in hits if hit is not None]
-    total = min(100, sum(points for points, _ in found))
-    return RiskScore(total, [flag for _, flag in found], level_of(total, s))
+    total, flags = 0, list[str]()
+    for hit in hits:
+        if hit is not None:
+            total += hit[0]
+            flags.append(hit[1])
+    total = min(100, total)
+    return RiskScore(total, flags, level_of(total, s))
 
 
 def check(result: RiskScore, settings: Settings) -> None:

@@ -310,29 +310,28 @@ async def _in_session(session: AsyncSession) -> AsyncIterator[asyncpg.Connection
 
 async def _risk_inputs(reads: Reads, settings: Settings, merchant_id: uuid.UUID, mode: str,
                        customer_email: str | None) -> tuple[risk.MerchantStats, risk.CustomerStats | None]:
-    async def merchant_stats() -> risk.MerchantStats:
-        async with reads() as driver:
-            row = await driver.fetchrow(_MERCHANT_RISK_SQL, merchant_id, mode)
-        assert row is not None
-        return risk.MerchantStats(int(row["hour_count"]), int(row["day_count"]), int(row["day_volume"]),
-                                  int(row["average"]) if row["average"] is not None else None, None, None)
-
-    async def baseline() -> tuple[Decimal, Decimal] | None:
+    async def baseline() -> risk.MerchantNormal:
         async with reads() as driver:
             row = await driver.fetchrow(_MERCHANT_BASELINE_SQL, merchant_id, mode, settings.risk_baseline_days)
         assert row is not None
         days = row["days"]
         if days is None or days < 1:  # less than a day of history says nothing of its normal
-            return None
-        return Decimal(row["count"]) / days, Decimal(row["volume"]) / days
-    # one query per merchant and mode every risk_stats_ttl_s, counted forward by the payments this
-    # process creates meanwhile (what other processes created is seen at the next read); its
-    # normal every risk_baseline_ttl_s
+            return risk.merchant_normal(None, None, settings)
+        return risk.merchant_normal(Decimal(row["count"]) / days, Decimal(row["volume"]) / days, settings)
+    # its normal every risk_baseline_ttl_s; its counts every risk_stats_ttl_s, counted forward by
+    # the payments this process creates meanwhile (what other processes created is seen at the next read)
+    normal: risk.MerchantNormal = await _cached(f"risk-baseline:{merchant_id}:{mode}", settings.risk_baseline_ttl_s,
+                                                baseline)
+
+    async def merchant_stats() -> risk.MerchantStats:
+        async with reads() as driver:
+            row = await driver.fetchrow(_MERCHANT_RISK_SQL, merchant_id, mode)
+        assert row is not None
+        return risk.merchant_stats(int(row["hour_count"]), int(row["day_count"]), int(row["day_volume"]),
+                                   int(row["average"]) if row["average"] is not None else None, normal, settings)
     merchant: risk.MerchantStats = await _cached(f"risk:{merchant_id}:{mode}", settings.risk_stats_ttl_s,
                                                  merchant_stats)
-    usual: tuple[Decimal, Decimal] | None = await _cached(f"risk-baseline:{merchant_id}:{mode}",
-                                                          settings.risk_baseline_ttl_s, baseline)
-    merchant.usual_day_count, merchant.usual_day_volume = usual if usual is not None else (None, None)
+    merchant.normal = normal
     if not customer_email:
         return merchant, None
     async with reads() as driver:

@@ -24,69 +24,73 @@ from tests.fixtures.payments import PaymentNode
 USDT = WEI_PER_TOKEN
 
 
-def quiet_merchant(**changes: Any) -> risk.MerchantStats:
-    stats = risk.MerchantStats(0, 0, 0, None, None, None)
-    for name, value in changes.items():
-        setattr(stats, name, value)
-    return stats
+DEFAULTS = Settings(_env_file=None)
 
 
-def flags(amount_usdt: int, merchant: risk.MerchantStats, customer: risk.CustomerStats | None,
-          settings: Settings) -> tuple[list[str], int]:
-    scored = risk.score(amount_usdt * USDT, merchant, customer, settings)
+def merchant(last_hour: int = 0, last_day: int = 0, day_volume: int = 0, average: int | None = None,
+             usual: tuple[int, int] | None = None, settings: Settings = DEFAULTS) -> risk.MerchantStats:
+    """``usual``: payments and USDT of its usual day."""
+    normal = risk.merchant_normal(Decimal(usual[0]), Decimal(usual[1] * USDT), settings) if usual else \
+        risk.merchant_normal(None, None, settings)
+    return risk.merchant_stats(last_hour, last_day, day_volume, average, normal, settings)
+
+
+def flags(amount_usdt: int, stats: risk.MerchantStats, customer: risk.CustomerStats | None = None,
+          settings: Settings = DEFAULTS) -> tuple[list[str], int]:
+    scored = risk.score(amount_usdt * USDT, stats, customer, settings)
     return scored.flags, scored.score
 
 
 class TestRules:
-    settings = Settings(_env_file=None)
-
     def test_levels_follow_the_settings(self) -> None:
-        s = self.settings
-        assert [risk.level_of(n, s) for n in (0, 29, 30, 59, 60, 79, 80, 100)] == [
+        assert [risk.level_of(n, DEFAULTS) for n in (0, 29, 30, 59, 60, 79, 80, 100)] == [
             "LOW", "LOW", "MEDIUM", "MEDIUM", "HIGH", "HIGH", "CRITICAL", "CRITICAL"]
-        moved = s.model_copy(update={"risk_medium_score": 10, "risk_high_score": 20, "risk_block_score": 40})
+        moved = DEFAULTS.model_copy(update={"risk_medium_score": 10, "risk_high_score": 20, "risk_block_score": 40})
         assert [risk.level_of(n, moved) for n in (9, 10, 20, 39, 40)] == ["LOW", "MEDIUM", "HIGH", "HIGH", "CRITICAL"]
 
     def test_a_window_scores_once_the_customer_first(self) -> None:
-        burst = quiet_merchant(last_hour=60, last_day=60)
+        burst = merchant(last_hour=60, last_day=60)
         customer = risk.CustomerStats(last_hour=10, last_day=10, day_volume=0, known=True)
-        assert flags(1, burst, customer, self.settings) == (["VELOCITY_HOUR_HIGH"], 30)
+        assert flags(1, burst, customer) == (["VELOCITY_HOUR_HIGH"], 30)
         calm = risk.CustomerStats(last_hour=5, last_day=5, day_volume=0, known=True)
-        assert flags(1, burst, calm, self.settings) == (["MERCHANT_VELOCITY_HOUR_HIGH"], 30)
-        assert flags(1, burst, None, self.settings) == (["MERCHANT_VELOCITY_HOUR_HIGH"], 30)
+        assert flags(1, burst, calm) == (["MERCHANT_VELOCITY_HOUR_HIGH"], 30)
+        assert flags(1, burst) == (["MERCHANT_VELOCITY_HOUR_HIGH"], 30)
 
     def test_the_merchant_is_measured_against_its_own_normal(self) -> None:
         # without a normal: the minimum counts (30 and 50 in an hour, 200 and 500 in 24 h)
-        assert flags(1, quiet_merchant(last_hour=29), None, self.settings) == ([], 0)
-        assert flags(1, quiet_merchant(last_hour=30), None, self.settings) == (["MERCHANT_VELOCITY_HOUR"], 15)
-        assert flags(1, quiet_merchant(last_day=500), None, self.settings) == (["MERCHANT_VELOCITY_DAY_HIGH"], 25)
+        assert flags(1, merchant(last_hour=29)) == ([], 0)
+        assert flags(1, merchant(last_hour=30)) == (["MERCHANT_VELOCITY_HOUR"], 15)
+        assert flags(1, merchant(last_day=500)) == (["MERCHANT_VELOCITY_DAY_HIGH"], 25)
         # a merchant used to 480 payments a day (20 an hour) flags at 3x (60) and 5x (100)
-        busy = {"usual_day_count": Decimal(480), "usual_day_volume": Decimal(480 * 10 * USDT)}
-        assert flags(1, quiet_merchant(last_hour=59, **busy), None, self.settings) == ([], 0)
-        assert flags(1, quiet_merchant(last_hour=60, **busy), None, self.settings) == (["MERCHANT_VELOCITY_HOUR"], 15)
-        assert flags(1, quiet_merchant(last_hour=100, **busy), None, self.settings)[0] == [
-            "MERCHANT_VELOCITY_HOUR_HIGH"]
-        assert flags(1, quiet_merchant(last_day=1439, **busy), None, self.settings) == ([], 0)
-        assert flags(1, quiet_merchant(last_day=1440, **busy), None, self.settings)[0] == ["MERCHANT_VELOCITY_DAY"]
-        # its 24 h volume: above 50k USDT, and above 3x its usual 4,800 (a bigger normal raises the bar)
-        assert flags(1, quiet_merchant(day_volume=50_000 * USDT), None, self.settings)[0] == ["MERCHANT_DAILY_VOLUME"]
-        big = {"usual_day_count": Decimal(480), "usual_day_volume": Decimal(30_000 * USDT)}
-        assert flags(1, quiet_merchant(day_volume=89_999 * USDT, **big), None, self.settings) == ([], 0)
-        assert flags(1, quiet_merchant(day_volume=90_000 * USDT, **big), None, self.settings)[0] == [
-            "MERCHANT_DAILY_VOLUME"]
+        busy = (480, 4_800)
+        assert flags(1, merchant(last_hour=59, usual=busy)) == ([], 0)
+        assert flags(1, merchant(last_hour=60, usual=busy)) == (["MERCHANT_VELOCITY_HOUR"], 15)
+        assert flags(1, merchant(last_hour=100, usual=busy))[0] == ["MERCHANT_VELOCITY_HOUR_HIGH"]
+        assert flags(1, merchant(last_day=1439, usual=busy)) == ([], 0)
+        assert flags(1, merchant(last_day=1440, usual=busy))[0] == ["MERCHANT_VELOCITY_DAY"]
+        # its 24 h volume: above 50k USDT, and above 3x its usual (a bigger normal raises the bar)
+        assert flags(1, merchant(day_volume=50_000 * USDT, usual=busy))[0] == ["MERCHANT_DAILY_VOLUME"]
+        big = (480, 30_000)
+        assert flags(1, merchant(day_volume=89_999 * USDT, usual=big)) == ([], 0)
+        assert flags(1, merchant(day_volume=90_000 * USDT, usual=big))[0] == ["MERCHANT_DAILY_VOLUME"]
 
     def test_every_point_and_count_is_a_setting(self) -> None:
         customer = risk.CustomerStats(last_hour=2, last_day=2, day_volume=0, known=True)
-        assert flags(1, quiet_merchant(), customer, self.settings) == ([], 0)
-        tuned = self.settings.model_copy(update={"risk_hour_count": 2, "risk_hour_points": 7,
-                                                 "risk_medium_amount_usdt": 0, "risk_medium_amount_points": 4,
-                                                 "risk_average_multiple": Decimal("1.5"), "risk_average_points": 1})
-        assert flags(1, quiet_merchant(average=USDT // 2 + 1), customer, tuned) == (
+        assert flags(1, merchant(), customer) == ([], 0)
+        tuned = DEFAULTS.model_copy(update={"risk_hour_count": 2, "risk_hour_points": 7,
+                                            "risk_medium_amount_usdt": 0, "risk_medium_amount_points": 4,
+                                            "risk_average_multiple": Decimal("1.5"), "risk_average_points": 1,
+                                            "risk_merchant_hour_min": 1, "risk_merchant_multiple": Decimal(2)})
+        assert flags(1, merchant(average=USDT // 2 + 1, settings=tuned), customer, tuned) == (
             ["VELOCITY_HOUR", "AMOUNT_3X_AVERAGE", "MEDIUM_AMOUNT"], 12)
+        # the merchant's bar: 2x its usual 48 a day is 4 an hour
+        assert flags(1, merchant(last_hour=3, usual=(48, 0), settings=tuned), None, tuned)[0] == ["MEDIUM_AMOUNT"]
+        assert flags(1, merchant(last_hour=4, usual=(48, 0), settings=tuned), None, tuned)[0] == [
+            "MERCHANT_VELOCITY_HOUR", "MEDIUM_AMOUNT"]
 
     def test_the_score_is_capped_at_100(self) -> None:
         customer = risk.CustomerStats(last_hour=10, last_day=50, day_volume=10**6 * USDT, known=False)
-        scored = risk.score(20_000 * USDT, quiet_merchant(average=USDT), customer, self.settings)
+        scored = risk.score(20_000 * USDT, merchant(average=USDT), customer, DEFAULTS)
         assert scored.score == 100 and scored.level == "CRITICAL" and len(scored.flags) == 6
 
 
