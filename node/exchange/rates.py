@@ -73,7 +73,7 @@ async def seed_if_empty(session: AsyncSession, settings: Settings) -> bool:
     """The original's fallback: with no USDT/LKR rate ever stored, 325 LKR (source SEED), so a
     node without internet still starts; the SEED source is shown wherever the rate is."""
     exists = (await session.execute(select(ExchangeRate.id).where(
-        ExchangeRate.base == "USDT", ExchangeRate.quote == "LKR").limit(1))).first()
+        ExchangeRate.base == "USDT", ExchangeRate.quote == "LKR", ExchangeRate.source != "MANUAL").limit(1))).first()
     if exists:
         return False
     await record(session, "LKR", {"USDT": Decimal(settings.rate_seed_lkr)}, "SEED")
