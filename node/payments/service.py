@@ -238,7 +238,7 @@ async def create_payment(session: AsyncSession, settings: Settings, principal: M
         expire_at = now + timedelta(minutes=min(minutes, settings.payment_max_expiry_minutes + 1))
     if expire_at > now + timedelta(minutes=settings.payment_max_expiry_minutes):
         raise ValidationFailed("invalid payment data: expiry is too far in the future")
-    dep = onchain.deployment(settings)
+    dep = onchain.deployment_for_mode(settings, principal.mode)
     units, cents, usdt_rate, exchange_rate = await price(session, settings, request.amount, request.currency,
                                                          principal.mode)
     if units <= 0:
