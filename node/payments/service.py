@@ -150,6 +150,7 @@ FROM payments.payments
 WHERE merchant_id = $1 AND mode = $2 AND created_at > now() - make_interval(days => $3 + 1)
   AND created_at <= now() - interval '1 day'
 """
+_OWN_BRANCH_SQL = "SELECT EXISTS (SELECT 1 FROM merchants.branches WHERE id = $1 AND merchant_id = $2)"
 _sequence = numbers.IntentSequence()
 
 # the payment row and its ``payment.initiated`` outbox message in one statement (one round trip)
@@ -253,6 +254,10 @@ async def create_payment(session: AsyncSession, settings: Settings, principal: M
     pool = (await database.driver_pool()
             if sole_write and database is not None and not session.in_transaction() else None)
     reads: Reads = pool.acquire if pool is not None else functools.partial(_in_session, session)
+    if branch_id is not None and principal.branch_id is None:
+        async with reads() as driver:
+            if not await driver.fetchval(_OWN_BRANCH_SQL, branch_id, principal.merchant_id):
+                raise ValidationFailed("invalid payment data: branchId is not a branch of this merchant")
     merchant_stats, customer_stats = await _risk_inputs(reads, settings, principal.merchant_id, principal.mode,
                                                         request.customer_email)
     scored = risk.score(units, merchant_stats, customer_stats, settings)

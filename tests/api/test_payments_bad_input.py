@@ -82,6 +82,7 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("branchId not a UUID", {"branchId": "branch-1"}, VALIDATION),
     ("branchId a number", {"branchId": 5}, VALIDATION),
     ("branchId with NUL", {"branchId": str(uuid.uuid4())[:-1] + NUL}, VALIDATION),
+    ("branchId not the merchant's", {"branchId": str(uuid.uuid4())}, VALIDATION),
 ]
 # bodies that are not a create request at all
 GARBAGE: list[tuple[bytes, str]] = [

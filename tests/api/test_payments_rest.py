@@ -207,6 +207,10 @@ class TestMerchantRest:
             reply = await client.create_payment(amount="2", merchantTradeNo=trade, customerEmail=email, **extra)
             assert reply.status_code == 201, reply.text
             made.append(reply.json()["data"])
+        # another merchant cannot file its payments under this merchant's branch
+        stranger = await make_merchant(resources)
+        refused = await sdk(pay_node, stranger).create_payment(amount="2", branchId=branch_id)
+        assert refused.status_code == 400 and "branchId" in refused.json()["error"]["message"], refused.text
         await asyncio.sleep(0.1)
 
         async def listed(query: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
