@@ -275,13 +275,16 @@ def payment_object(p: Payment, public_url: str, head: int | None = None) -> dict
     """The SDK's Payment (camelCase, trimmed decimals, RFC3339 seconds) plus the node's extras.
     ``head``: the indexer's last block on the payment's chain (``confirmations`` counts to it)."""
     uri = eip681(p)
+    status = wire_status(p)
     out: dict[str, Any] = {
         "id": str(p.id), "merchantId": str(p.merchant_id), "paymentNo": p.payment_no,
         "merchantTradeNo": p.merchant_trade_no or "", "amount": format_decimal(p.amount),
         "currency": p.currency, "amountUsdt": format_units(p.amount_units), "provider": p.provider,
         "providerPayId": p.provider_pay_id, "qrContent": uri, "checkoutLink": checkout_url(public_url, p),
-        "deepLink": uri, "status": wire_status(p), "customerEmail": p.customer_email or "",
-        "txHash": p.tx_hash or "", "expireTime": rfc3339(p.expire_at), "createdAt": rfc3339(p.created_at),
+        "deepLink": uri, "status": status, "customerEmail": p.customer_email or "",
+        # the spec: "" until paid (plugins read a hash as payment); the node's lastTxHash shows it sooner
+        "txHash": (p.tx_hash or "") if status == "PAID" else "", "expireTime": rfc3339(p.expire_at),
+        "createdAt": rfc3339(p.created_at),
         "updatedAt": rfc3339(p.updated_at), "feeBreakdown": fee_breakdown(p),
     }
     if p.branch_id:
@@ -313,6 +316,8 @@ def payment_object(p: Payment, public_url: str, head: int | None = None) -> dict
         out["lateDecision"] = p.late_decision
     if p.payer:
         out["payer"] = p.payer
+    if p.tx_hash:
+        out["lastTxHash"] = p.tx_hash  # the transaction of the last money seen, paid or not
     if p.block_number is not None:  # the block of the last money seen; confirmations up to the indexed head
         out["blockNumber"] = int(p.block_number)
         if head is not None:

@@ -81,7 +81,8 @@ class TestLateByTheBlock:
         assert payment.status == "late" and payment.late and payment.late_from == "expired"
         assert payment.paid_at is None
         wire = (await client.get_payment(data["id"])).json()["data"]
-        assert wire["status"] == "EXPIRED" and wire["late"] is True and wire["txHash"] == receipt["transactionHash"]
+        assert wire["status"] == "EXPIRED" and wire["late"] is True and wire["txHash"] == ""
+        assert wire["lastTxHash"] == receipt["transactionHash"]
         assert wire["receivedUsdt"] == "4" and wire["amountLkr"] == "1200" and "paidAt" not in wire
         assert wire["feeBreakdown"]["totalFeesUSDT"] == "0.08" and wire["feeBreakdown"]["netAmountUSDT"] == "3.92"
         assert (await event_types(pay_node, data["id"]))[-1] == "payment.late"
@@ -205,7 +206,7 @@ class TestReorgs:
             assert payment.status == "underpaid" and payment.tx_hash == first["transactionHash"]
             kind, payload = await last_event(pay_node, data["id"])
             assert kind == "payment.reverted" and payload["state"] == "underpaid"
-            assert payload["revertedFrom"] == "pending" and payload["txHash"] == first["transactionHash"]
+            assert payload["revertedFrom"] == "pending" and payload["lastTxHash"] == first["transactionHash"]
             types = await event_types(pay_node, data["id"])
             assert types.count("payment.underpaid") == 1  # not announced again
         finally:
