@@ -6,7 +6,6 @@ expiry and failure as the customer sees them; the add-chain path; polite polling
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import json
 from collections.abc import AsyncIterator, Iterator
@@ -18,15 +17,12 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import segno
-import uvicorn
 from playwright.async_api import Browser, Page, Route, async_playwright
 
-from api.app import create_app
-from node.infra.process import free_port
 from tests.api.sdk_client import SdkClient
 from tests.fixtures.accounts import MerchantAccount
 from tests.fixtures.contracts import PAYERS, UNIT
-from tests.fixtures.payments import PaymentNode
+from tests.fixtures.payments import PaymentNode, indexing, same_node, serving
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -78,37 +74,16 @@ async def browser() -> AsyncIterator[Browser]:
 async def page_server(pay_node: PaymentNode) -> AsyncIterator[str]:
     """The same node (database, chain) as a second app whose settings offer customers' wallets a
     public RPC URL (another spelling of anvil's address than the node's own RPC URL)."""
-    port = free_port()
-    settings = pay_node.settings.model_copy(update={
-        "api_port": port, "public_url": f"http://127.0.0.1:{port}",
-        "public_rpc_url": pay_node.chain.anvil.url.replace("127.0.0.1", "localhost")})
-    resources = dataclasses.replace(pay_node.resources, settings=settings)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, resources), host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
-    task = asyncio.ensure_future(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    async with serving(*same_node(
+            pay_node, public_rpc_url=pay_node.chain.anvil.url.replace("127.0.0.1", "localhost"))) as url:
+        yield url
 
 
 @pytest_asyncio.fixture
-async def indexing(pay_node: PaymentNode) -> AsyncIterator[None]:
+async def indexed(pay_node: PaymentNode) -> AsyncIterator[None]:
     """The indexer following the chain while the test runs (as the indexer role would)."""
-    stop = asyncio.Event()
-
-    async def follow() -> None:
-        while not stop.is_set():
-            await pay_node.sync()
-            await asyncio.sleep(0.2)
-
-    task = asyncio.ensure_future(follow())
-    yield
-    stop.set()
-    await task
+    async with indexing(pay_node, interval=0.2):
+        yield
 
 
 @pytest_asyncio.fixture
@@ -147,7 +122,7 @@ def _dialogs(page: Page) -> Iterator[list[str]]:
 
 
 class TestHostedCheckout:
-    async def test_wallet_button_pays_and_the_page_turns_paid(self, pay_node: PaymentNode, indexing: None,
+    async def test_wallet_button_pays_and_the_page_turns_paid(self, pay_node: PaymentNode, indexed: None,
                                                               merchant_account: MerchantAccount, page: Page) -> None:
         payer = PAYERS[2]
         pay_node.chain.chain.transact(payer, "MockUSDT", "faucet", payer, 100 * UNIT)
@@ -158,7 +133,7 @@ class TestHostedCheckout:
         await page.click("#pay-wallet")
         await page.wait_for_selector("#status[data-status=PAID]", timeout=30_000)
 
-    async def test_plain_transfer_turns_the_page_paid(self, pay_node: PaymentNode, indexing: None,
+    async def test_plain_transfer_turns_the_page_paid(self, pay_node: PaymentNode, indexed: None,
                                                       merchant_account: MerchantAccount, page: Page) -> None:
         data = await _create(pay_node, merchant_account, provider="BINANCE")
         await page.goto(data["checkoutLink"])
@@ -192,7 +167,7 @@ class TestExchangeQr:
 
 class TestRedirects:
     async def test_paid_goes_to_the_stored_success_url_never_to_one_in_the_query(
-            self, pay_node: PaymentNode, indexing: None, merchant_account: MerchantAccount, page: Page) -> None:
+            self, pay_node: PaymentNode, indexed: None, merchant_account: MerchantAccount, page: Page) -> None:
         data = await _create(pay_node, merchant_account, successUrl=f"{SHOP}/thanks?order=7",
                              cancelUrl=f"{SHOP}/cancelled")
         evil = "javascript:alert(document.domain)"
@@ -267,7 +242,7 @@ class TestWhatTheCustomerSees:
         box = await link.bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
 
-    async def test_underpayment_says_how_much_more_to_send(self, pay_node: PaymentNode, indexing: None,
+    async def test_underpayment_says_how_much_more_to_send(self, pay_node: PaymentNode, indexed: None,
                                                           merchant_account: MerchantAccount, page: Page) -> None:
         data = await _create(pay_node, merchant_account, amount="2", currency="USDT")
         await page.goto(data["checkoutLink"])
@@ -284,7 +259,7 @@ class TestWhatTheCustomerSees:
         await page.wait_for_selector("#status[data-status=PAID]", timeout=30_000)
         assert await page.is_hidden("#underpaid")
 
-    async def test_a_failed_payment_is_shown_failed(self, pay_node: PaymentNode, indexing: None,
+    async def test_a_failed_payment_is_shown_failed(self, pay_node: PaymentNode, indexed: None,
                                                     merchant_account: MerchantAccount, page: Page) -> None:
         data = await _create(pay_node, merchant_account, amount="0.02", currency="USDT")
         await page.goto(data["checkoutLink"])
@@ -296,7 +271,7 @@ class TestWhatTheCustomerSees:
 
 class TestWallets:
     async def test_a_wallet_that_does_not_know_the_chain_is_asked_to_add_it(
-            self, pay_node: PaymentNode, page_server: str, indexing: None, merchant_account: MerchantAccount,
+            self, pay_node: PaymentNode, page_server: str, indexed: None, merchant_account: MerchantAccount,
             page: Page) -> None:
         payer = PAYERS[6]
         pay_node.chain.chain.transact(payer, "MockUSDT", "faucet", payer, 100 * UNIT)
@@ -326,7 +301,7 @@ class TestWallets:
 
 
 class TestPolling:
-    async def test_the_page_backs_off_on_429_and_carries_on(self, pay_node: PaymentNode, indexing: None,
+    async def test_the_page_backs_off_on_429_and_carries_on(self, pay_node: PaymentNode, indexed: None,
                                                            merchant_account: MerchantAccount, page: Page) -> None:
         data = await _create(pay_node, merchant_account, amount="1", currency="USDT")
         polls: list[tuple[float, int]] = []
