@@ -1,7 +1,7 @@
 """API benchmark: payment creation through the HMAC SDK route beside a bare FastAPI endpoint.
 
-    .venv/bin/python bench/api.py [--duration 15] [--connections 64] [--api-workers 1] [--loaders 1]
-                                  [--profile out.prof]
+    .venv/bin/python bench/api.py [--duration 10] [--rounds 3] [--connections 64] [--api-workers 1]
+                                  [--loaders 1] [--profile out.prof]
 
 Starts embedded PostgreSQL, Redis, NATS and anvil (contracts deployed), migrates, creates a
 merchant with a test key (node.merchants services) and a USDT/LKR rate, and raises the `api`
@@ -17,8 +17,9 @@ rate limit for the run through ``OPENPAY_RATE_LIMITS``. Then, each in its own pr
 The load generator is a separate process (a keep-alive HTTP/1.1 client on asyncio protocols,
 closed loop, ``--connections`` in flight): each request gets a fresh ms timestamp, a unique
 ``merchantTradeNo`` (so a unique body and signature: the replay check passes) and its own HMAC.
-Printed: requests/s, p50/p90/p99/max latency, errors, CPU per request of each process (server,
-PostgreSQL, Redis, load generator), and the ratio api/bare. ``--profile out.txt`` samples the API
+The two alternate for ``--rounds`` rounds (this machine's speed drifts over a minute). Printed per
+round: requests/s, p50/p90/p99/max latency, errors, CPU per request of each process (server,
+PostgreSQL, Redis, load generator), and the ratio api/bare; then the medians. ``--profile out.txt`` samples the API
 process with pyinstrument.
 """
 
@@ -359,12 +360,11 @@ def orchestrate(args: argparse.Namespace) -> None:
         upgrade(settings)
         credential = asyncio.run(prepare(settings))
 
-        results = {}
-        for kind, path, cred in (("bare", "/v1/bare", None), ("api", "/v1/sdk/payments", credential)):
-            # N processes of one worker each, on their own ports, and the load generator spreads
-            # its connections over them evenly, as a load balancer would: uvicorn's --workers share
-            # one socket, and the kernel handed one worker up to three quarters of the connections
-            urls = []
+        # N processes of one worker each, on their own ports, and the load generator spreads its
+        # connections over them evenly, as a load balancer would: uvicorn's --workers share one
+        # socket, and the kernel handed one worker up to three quarters of the connections
+        urls: dict[str, list[str]] = {"bare": [], "api": []}
+        for kind in ("bare", "api"):
             for n in range(args.api_workers if kind == "api" else args.bare_workers):
                 port = free_port()
                 cmd = [sys.executable, __file__, "--serve", kind, "--port", str(port)]
@@ -372,26 +372,36 @@ def orchestrate(args: argparse.Namespace) -> None:
                     cmd += ["--profile", args.profile]
                 proc = subprocess.Popen(cmd, env=env, cwd=ROOT)
                 children.append(proc)
-                urls.append(f"http://127.0.0.1:{port}")
-                wait_up(urls[-1], proc)
+                urls[kind].append(f"http://127.0.0.1:{port}")
+                wait_up(urls[kind][-1], proc)
+        # the two alternate, round after round: this machine's speed drifts by tens of percent over
+        # a minute (a shared VM), and a ratio of runs minutes apart measured the drift as much as the API
+        rounds: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for _ in range(args.rounds):
+            bare = run_load(",".join(urls["bare"]), "/v1/bare", None, args)
             before = _commits_and_payments(pg.url)
-            results[kind] = run_load(",".join(urls), path, cred, args)
+            api = run_load(",".join(urls["api"]), "/v1/sdk/payments", credential, args)
             time.sleep(1)  # PostgreSQL publishes its counters about once a second
             after = _commits_and_payments(pg.url)
-            results[kind]["batching"] = (after[0] - before[0]) / max(1, after[1] - before[1])
-            for proc in children:
-                proc.terminate()
-                proc.wait(30)
-        bare, api = results["bare"], results["api"]
-        print(f"\n{os.cpu_count()} CPUs; {args.connections} connections, {args.duration:g} s per run after "
-              f"{args.warmup:g} s warm-up; load generator: {args.loaders} separate process(es), keep-alive "
-              "HTTP/1.1 on asyncio; "
+            api["batching"] = (after[0] - before[0]) / max(1, after[1] - before[1])
+            rounds.append((bare, api))
+        print(f"\n{os.cpu_count()} CPUs; {args.connections} connections, {args.rounds} rounds of {args.duration:g} s "
+              f"each after {args.warmup:g} s warm-up, bare and API alternating; load generator: {args.loaders} "
+              "separate process(es), keep-alive HTTP/1.1 on asyncio; "
               "PostgreSQL with fsync off (the API's cost is measured, not the disk's)")
-        print(report(f"bare FastAPI JSON ({args.bare_workers} proc)", bare))
-        print(report(f"POST /v1/sdk/payments ({args.api_workers} proc)", api))
-        print(f"PostgreSQL transactions per payment: {api['batching']:.2f}")
-        print(f"ratio api/bare: {api['rps'] / bare['rps']:.2f}   targets: >= 1,000 payments/s, p99 <= 50 ms, "
-              "ratio >= 0.3")
+        for i, (bare, api) in enumerate(rounds, 1):
+            print(f"round {i}")
+            print(report(f"bare FastAPI JSON ({args.bare_workers} proc)", bare))
+            print(report(f"POST /v1/sdk/payments ({args.api_workers} proc)", api))
+            print(f"PostgreSQL transactions per payment: {api['batching']:.2f}; "
+                  f"ratio api/bare: {api['rps'] / bare['rps']:.2f}")
+        ratios = sorted(api["rps"] / bare["rps"] for bare, api in rounds)
+        api_rps = sorted(api["rps"] for _, api in rounds)
+        p99 = max(api["p99"] for _, api in rounds)
+        each = ", ".join(f"{r:.2f}" for r in ratios)
+        print(f"\nmedian of {len(rounds)} rounds: {api_rps[len(api_rps) // 2]:,.0f} payments/s, worst round's p99 "
+              f"{p99:.1f} ms, ratio api/bare {ratios[len(ratios) // 2]:.2f} (rounds {each})"
+              "   targets: >= 1,000 payments/s, p99 <= 50 ms, ratio >= 0.3")
     finally:
         for proc in children:
             if proc.poll() is None:
@@ -403,7 +413,8 @@ def orchestrate(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
+    parser.add_argument("--rounds", type=int, default=3, help="bare and API runs, alternating")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--loaders", type=int, default=1, help="load generator processes")
