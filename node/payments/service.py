@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, cast
 
 import asyncpg
 import orjson
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -407,6 +407,32 @@ async def list_payments(session: AsyncSession, principal: MerchantPrincipal, *, 
                         search: str | None, branch_id: uuid.UUID | None, date_from: datetime | None,
                         date_to: datetime | None, page: int, per_page: int, mode: str | None = None
                         ) -> tuple[list[Payment], int]:
+    condition = _listed(principal, statuses=statuses, search=search, branch_id=branch_id, date_from=date_from,
+                        date_to=date_to, mode=mode)
+    total = int((await session.execute(select(func.count()).select_from(Payment).where(condition))).scalar_one())
+    offset = (page - 1) * per_page
+    if offset >= total:  # past the end (a page number of any size: no OFFSET that overflows a bigint)
+        return [], total
+    rows = (await session.execute(select(Payment).where(condition)
+                                  .order_by(Payment.created_at.desc(), Payment.id.desc())
+                                  .offset(offset).limit(per_page))).scalars()
+    return list(rows), total
+
+
+async def export_page(session: AsyncSession, principal: MerchantPrincipal, *, after: tuple[datetime, uuid.UUID] | None,
+                      limit: int, **filters: Any) -> list[Payment]:
+    """The next ``limit`` payments of the list (newest first) after ``after`` (the last one's
+    ``(created_at, id)``): an export reads every row once, however many arrive meanwhile."""
+    condition = _listed(principal, **filters)
+    if after is not None:
+        condition = and_(condition, tuple_(Payment.created_at, Payment.id) < tuple_(*after))
+    return list((await session.execute(select(Payment).where(condition)
+                                       .order_by(Payment.created_at.desc(), Payment.id.desc()).limit(limit))).scalars())
+
+
+def _listed(principal: MerchantPrincipal, *, statuses: tuple[str, ...] | None, search: str | None,
+            branch_id: uuid.UUID | None, date_from: datetime | None, date_to: datetime | None,
+            mode: str | None) -> Any:
     where: list[Any] = [Payment.merchant_id == principal.merchant_id]
     if principal.branch_id is not None:
         where.append(Payment.branch_id == principal.branch_id)
@@ -426,15 +452,7 @@ async def list_payments(session: AsyncSession, principal: MerchantPrincipal, *, 
         where.append(Payment.created_at >= date_from)
     if date_to is not None:
         where.append(Payment.created_at <= date_to)
-    condition = and_(*where)
-    total = int((await session.execute(select(func.count()).select_from(Payment).where(condition))).scalar_one())
-    offset = (page - 1) * per_page
-    if offset >= total:  # past the end (a page number of any size: no OFFSET that overflows a bigint)
-        return [], total
-    rows = (await session.execute(select(Payment).where(condition)
-                                  .order_by(Payment.created_at.desc(), Payment.id.desc())
-                                  .offset(offset).limit(per_page))).scalars()
-    return list(rows), total
+    return and_(*where)
 
 
 async def by_provider_pay_id(session: AsyncSession, provider_pay_id: str) -> Payment:

@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from node.payments import tasks
 from node.payments.models import Payment, PaymentLink
@@ -250,6 +250,31 @@ class TestMerchantRest:
         assert len(list(csv.reader(io.StringIO(scoped_csv.text)))) == 2
         other = await pay_node.http.get(f"/v1/payments/{made[0]['id']}", headers=user.auth_headers)
         assert other.status_code == 404
+
+
+class TestExport:
+    async def test_the_csv_has_every_payment_once_newest_first(self, pay_node: PaymentNode,
+                                                             resources: Resources) -> None:
+        account = await make_merchant(resources)
+        first = (await sdk(pay_node, account).create_payment(amount="2", merchantTradeNo="SEED")).json()["data"]
+        await asyncio.sleep(0.1)
+        # 2,500 more rows of the same merchant (copies with their own unique fields), an hour apart
+        async with resources.db.unit_of_work() as session:
+            await session.execute(text("""
+                INSERT INTO payments.payments SELECT (jsonb_populate_record(p, jsonb_build_object(
+                    'id', gen_random_uuid(), 'payment_no', 'PAY-X-' || n, 'provider_pay_id', 'mock_x' || n,
+                    'onchain_id', '\\x' || encode(sha256(convert_to(p.id::text || n, 'UTF8')), 'hex'),
+                    'deposit_address', '0x' || substr(md5(p.id::text || n), 1, 40),
+                    'merchant_trade_no', 'COPY-' || n,
+                    'created_at', p.created_at - make_interval(hours => n)))).*
+                FROM payments.payments p, generate_series(1, 2500) n WHERE p.id = :id"""), {"id": first["id"]})
+        exported = await pay_node.http.get("/v1/payments/export.csv", headers=account.auth_headers)
+        assert exported.status_code == 200, exported.text
+        rows = list(csv.reader(io.StringIO(exported.text)))
+        header, body = rows[0], rows[1:]
+        trades = [r[header.index("merchantTradeNo")] for r in body]
+        assert len(body) == 2501 and len({r[header.index("id")] for r in body}) == 2501
+        assert trades == ["SEED", *(f"COPY-{n}" for n in range(1, 2501))]
 
 
 class TestRiskScoring:
