@@ -87,13 +87,17 @@ class PaymentsProjection(ChainHandler):
                 matched.append((e, targets[e.to_address], "TRANSFER", e.from_address, e.value))
         if not matched:
             return set()
-        times = await BlockTimes.load(driver, scope.chain_id, {m[0].block_number for m in matched})
-        undecided = {e.block_number for e, t, *_ in matched if times.after(e, t) is None}
+        # the gateway's pay reverts after the intent's deadline: money it took was in time, whatever
+        # the payment's expire_at says now (a simulated customer closes a payment early); only
+        # transfers to a deposit address are judged by their block's time
+        transfers = {e.block_number for e, _, kind, *_ in matched if kind == "TRANSFER"}
+        times = await BlockTimes.load(driver, scope.chain_id, transfers) if transfers else BlockTimes({})
+        undecided = {e.block_number for e, t, kind, *_ in matched if kind == "TRANSFER" and times.after(e, t) is None}
         if undecided:  # a backfill, a payment whose deadline falls inside the range: rare
             times.add(await self._fetch_headers(scope.chain_id, undecided))
         rows = []
         for e, t, kind, payer, amount in matched:
-            after = times.after(e, t)
+            after = False if kind == "PAY" else times.after(e, t)
             if after is None:  # the node did not answer: the payment's state when indexed
                 after = t.status in ("expired", "failed", "late")
             rows.append(_row(scope, e, t.payment_id, kind, payer, amount, final, after))

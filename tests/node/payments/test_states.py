@@ -16,7 +16,7 @@ from indexer.follower import FinalityPolicy
 from node.bus import OutboxMessage
 from node.payments import onchain, states, tasks
 from node.payments.models import Payment
-from tests.api.test_payments_lifecycle import event_types, expire_now, row, sdk
+from tests.api.test_payments_lifecycle import event_types, expire_now, row, sdk, wallet_pay
 from tests.fixtures.accounts import MerchantAccount
 from tests.fixtures.contracts import PAYERS, UNIT
 from tests.fixtures.payments import PaymentNode
@@ -86,6 +86,22 @@ class TestLateByTheBlock:
         assert wire["receivedUsdt"] == "4" and wire["amountLkr"] == "1200" and "paidAt" not in wire
         assert wire["feeBreakdown"]["totalFeesUSDT"] == "0.08" and wire["feeBreakdown"]["netAmountUSDT"] == "3.92"
         assert (await event_types(pay_node, data["id"]))[-1] == "payment.late"
+
+    async def test_money_the_gateway_took_is_in_time_though_the_payment_closed_before_its_deadline(
+        self, pay_node: PaymentNode, merchant_account: MerchantAccount,
+    ) -> None:
+        """The simulated customer (and the expiry job's view) can close a payment before the intent's
+        on-chain deadline; ``pay`` reverts only after that deadline, so money it took is a payment,
+        already split to the merchant on chain, never late money held for a decision."""
+        client = sdk(pay_node, merchant_account)
+        data = (await client.create_payment(amount="4")).json()["data"]
+        await expire_now(pay_node, data["id"])
+        assert (await row(pay_node, data["id"])).status == "expired"
+        await wallet_pay(pay_node, data["id"], PAYERS[7])
+        await pay_node.sync()
+        payment = await row(pay_node, data["id"])
+        assert payment.status == "paid" and not payment.late and payment.late_from is None
+        assert (await event_types(pay_node, data["id"]))[-1] == "payment.paid"
 
     async def test_a_backfilled_block_is_judged_by_its_own_time(
         self, pay_node: PaymentNode, merchant_account: MerchantAccount,
