@@ -40,8 +40,12 @@ from node.payments import numbers, onchain, risk
 from node.payments.models import Payment
 from node.payments.schemas import PaymentRequest, payment_object
 
-_cache: dict[str, tuple[float, Any]] = {}
+_cache: dict[str, tuple[float, Any, float]] = {}  # key -> (read at, value, ttl)
 _refreshing: set[str] = set()
+# per-merchant values (risk counts and normal) of merchants not seen again would stay for the
+# process's life: past this many entries, expired ones are dropped (then again at twice the size left)
+CACHE_PRUNE_ABOVE = 4_096
+_prune_above = CACHE_PRUNE_ABOVE
 
 
 async def _cached(key: str, ttl: float, load: Any) -> Any:
@@ -57,8 +61,17 @@ async def _cached(key: str, ttl: float, load: Any) -> Any:
         value = await load()
     finally:
         _refreshing.discard(key)
-    _cache[key] = (now, value)
+    _cache[key] = (now, value, ttl)
+    if len(_cache) > _prune_above:
+        _prune(time.monotonic())
     return value
+
+
+def _prune(now: float) -> None:
+    global _prune_above
+    for key in [k for k, (at, _, ttl) in _cache.items() if now - at >= ttl and k not in _refreshing]:
+        del _cache[key]
+    _prune_above = max(CACHE_PRUNE_ABOVE, 2 * len(_cache))
 
 
 async def fee_percentages(session: AsyncSession, settings: Settings) -> tuple[Decimal, Decimal]:

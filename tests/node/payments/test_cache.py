@@ -40,3 +40,22 @@ async def test_a_failed_refresh_lets_the_next_request_try_again() -> None:
     with pytest.raises(ConnectionError):
         await service._cached(key, 0, broken)
     assert await service._cached(key, 0, working) == 7
+
+
+async def test_values_of_merchants_not_seen_again_do_not_pile_up() -> None:
+    """A long-running API process caches each merchant's risk counts and normal; one that stops
+    creating payments leaves nothing behind for good once its values have expired."""
+    prefix = f"test-gone:{uuid.uuid4()}:"
+
+    async def load() -> int:
+        return 1
+
+    for n in range(20_000):
+        await service._cached(f"{prefix}{n}", 0, load)
+    assert sum(key.startswith(prefix) for key in service._cache) < 5_000
+    # what is still fresh stays
+    fresh = f"test-fresh:{uuid.uuid4()}"
+    assert await service._cached(fresh, 60, load) == 1
+    for n in range(20_000):
+        await service._cached(f"{prefix}again:{n}", 0, load)
+    assert fresh in service._cache
