@@ -36,6 +36,7 @@ WithdrawRead = Annotated[MerchantPrincipal, Depends(require_permission("withdraw
 WithdrawWrite = Annotated[MerchantPrincipal, Depends(require_permission("withdrawals:write"))]
 PortalWithdrawWrite = Annotated[MerchantPrincipal, Depends(require_portal_permission("withdrawals:write"))]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+STATUS = r"^[A-Za-z_]*$"  # a status filter is a state's name (a NUL reaching PostgreSQL would be a 500)
 
 
 class Body(BaseModel):
@@ -71,7 +72,7 @@ class SettlementIn(Body):
 
 
 class DecisionIn(Body):
-    reason: str | None = Field(default=None, max_length=500)
+    reason: str | None = Field(default=None, max_length=500, pattern=r"^[^\x00]*$")  # PostgreSQL stores no NUL
 
 
 class PayoutRecordIn(Body):
@@ -150,7 +151,8 @@ async def request_withdrawal(body: WithdrawalIn, response: Response, session: Se
 
 
 @router.get("/v1/withdrawals", summary="Withdrawals")
-async def list_withdrawals(session: Session, principal: WithdrawRead, status: str | None = Query(None, max_length=20),
+async def list_withdrawals(session: Session, principal: WithdrawRead,
+                           status: str | None = Query(None, max_length=20, pattern=STATUS),
                            page: Page = 1, per_page: PerPage = 50) -> dict[str, Any]:
     offset, limit = _page(page, per_page)
     rows, total = await service.list_withdrawals(session, merchant_id=principal.merchant_id, status=status,
@@ -233,7 +235,8 @@ async def request_settlement(body: SettlementIn, response: Response, session: Se
 
 
 @router.get("/v1/settlements", summary="Settlement batches")
-async def list_settlements(session: Session, principal: Read, status: str | None = Query(None, max_length=20),
+async def list_settlements(session: Session, principal: Read,
+                           status: str | None = Query(None, max_length=20, pattern=STATUS),
                            page: Page = 1, per_page: PerPage = 50) -> dict[str, Any]:
     offset, limit = _page(page, per_page)
     rows, total = await service.list_batches(session, merchant_id=principal.merchant_id, status=status,
@@ -299,7 +302,7 @@ Admin_withdrawals_reject = Annotated[AdminPrincipal, Depends(require_admin_permi
 
 @admin_router.get("/withdrawals", summary="Withdrawal queue")
 async def admin_withdrawals(session: Session, admin: Admin_withdrawals_read,
-                            status: str | None = Query(None, max_length=20), page: Page = 1,
+                            status: str | None = Query(None, max_length=20, pattern=STATUS), page: Page = 1,
                             per_page: PerPage = 50) -> dict[str, Any]:
     offset, limit = _page(page, per_page)
     rows, total = await service.list_withdrawals(session, status=status, offset=offset, limit=limit)
@@ -325,7 +328,7 @@ async def admin_reject(withdrawalId: uuid.UUID, session: Session, meta: RequestM
 
 @admin_router.get("/refunds", summary="Refund queue (PENDING_APPROVAL: waiting for a decision)")
 async def admin_refunds(session: Session, admin: Admin_withdrawals_read,
-                        status: str | None = Query(None, max_length=20), page: Page = 1,
+                        status: str | None = Query(None, max_length=20, pattern=STATUS), page: Page = 1,
                         per_page: PerPage = 50) -> dict[str, Any]:
     offset, limit = _page(page, per_page)
     rows, total = await refunds.list_for_review(session, status=status, offset=offset, limit=limit)
@@ -349,7 +352,7 @@ async def admin_reject_refund(refundId: uuid.UUID, session: Session, meta: Reque
 
 @admin_router.get("/settlements", summary="Settlement queue")
 async def admin_settlements(session: Session, admin: Admin_withdrawals_read,
-                            status: str | None = Query(None, max_length=20), page: Page = 1,
+                            status: str | None = Query(None, max_length=20, pattern=STATUS), page: Page = 1,
                             per_page: PerPage = 50) -> dict[str, Any]:
     offset, limit = _page(page, per_page)
     rows, total = await service.list_batches(session, status=status, offset=offset, limit=limit)
@@ -367,7 +370,7 @@ async def admin_paid(settlementId: uuid.UUID, body: PayoutRecordIn, session: Ses
 
 @admin_router.get("/bank-accounts", summary="Bank accounts (verification queue)")
 async def admin_bank_accounts(session: Session, admin: Admin_merchants_read,
-                              status: str | None = Query(None, max_length=20)) -> dict[str, Any]:
+                              status: str | None = Query(None, max_length=20, pattern=STATUS)) -> dict[str, Any]:
     return {"data": [service.bank_account_data(b) for b in await service.list_bank_accounts(session, None, status)]}
 
 

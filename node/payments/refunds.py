@@ -116,6 +116,8 @@ async def request_refund(session: AsyncSession, settings: Settings, p: Payment, 
     from node.settlement import repository as balances
     from node.settlement.service import refund_needs_approval
 
+    if reason and "\x00" in reason:  # PostgreSQL stores no NUL: refused here, not by a failing INSERT
+        raise ValidationFailed("reason must not contain NUL")
     if p.status not in REFUNDABLE or p.received_final == 0:
         raise RefundNotAllowed(f"a {p.status} payment cannot be refunded")
     in_flight = int((await session.execute(select(func.coalesce(func.sum(Refund.amount_units), 0)).where(

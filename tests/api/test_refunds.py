@@ -410,6 +410,7 @@ class TestBadInput:
             ({"amount": "1", "toAddress": "0x" + "0" * 40}, 400, "VALIDATION_ERROR"),
             ({"amount": "1", "toAddress": 12}, 400, "VALIDATION_ERROR"),
             ({"amount": "1", "reason": ["x"]}, 400, "VALIDATION_ERROR"),
+            ({"amount": "1", "reason": "broken\u0000cup"}, 400, "VALIDATION_ERROR"),  # PostgreSQL stores no NUL
             (["amount", "1"], 400, "VALIDATION_ERROR"),
         ]
         for body, status, code in cases:
@@ -430,3 +431,25 @@ class TestBadInput:
             announced = (await session.execute(select(func.count()).where(
                 OutboxMessage.key == data["id"], OutboxMessage.type.like("refund.%")))).scalar_one()
         assert announced == 0
+
+    async def test_bad_input_on_the_admin_queue_is_a_4xx_and_decides_nothing(
+        self, pay_node: PaymentNode, merchant_account: MerchantAccount, admin: AdminAccount,
+    ) -> None:
+        data = await paid(pay_node, merchant_account, PAYERS[1])
+        made = await portal(pay_node, merchant_account, f"/v1/payments/{data['id']}/refunds",
+                            {"amount": "1", "toAddress": ELSEWHERE})
+        assert made.status_code == 201 and made.json()["data"]["status"] == "PENDING_APPROVAL", made.text
+        await refund_status(pay_node, data["id"], "PENDING_APPROVAL")
+        refund_id = made.json()["data"]["id"]
+        for verb in ("approve", "reject"):
+            reply = await pay_node.http.post(f"/v1/admin/refunds/{refund_id}/{verb}", json={"reason": "a\u0000b"},
+                                             headers=admin.auth_headers)
+            assert reply.status_code == 400 and reply.json()["error"]["code"] == "VALIDATION_ERROR", reply.text
+        for status in ("%00", "PENDING%00"):
+            listed = await pay_node.http.get(f"/v1/admin/refunds?status={status}", headers=admin.auth_headers)
+            assert listed.status_code == 400 and listed.json()["error"]["code"] == "VALIDATION_ERROR", listed.text
+        unknown = await pay_node.http.post(f"/v1/admin/refunds/{uuid.uuid4()}/approve", headers=admin.auth_headers)
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "REFUND_NOT_FOUND"
+        await asyncio.sleep(0.2)  # a request's commit lands after its response
+        [refund] = await refund_rows(pay_node, data["id"])
+        assert refund.status == "PENDING_APPROVAL" and refund.decided_by is None
