@@ -469,6 +469,8 @@ def _listed(principal: MerchantPrincipal, *, statuses: tuple[str, ...] | None, s
 
 
 async def by_provider_pay_id(session: AsyncSession, provider_pay_id: str) -> Payment:
+    if "\x00" in provider_pay_id:  # no such id, and nothing PostgreSQL's text can hold
+        raise NotFound("payment not found")
     payment = (await session.execute(select(Payment).where(Payment.provider_pay_id == provider_pay_id)
                                      )).scalar_one_or_none()
     if payment is None:

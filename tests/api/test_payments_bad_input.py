@@ -230,6 +230,9 @@ class TestIdsAndLookups:
         for path in (f"/v1/sdk/payments/{unknown}", f"/v1/payments/{unknown}", f"/v1/payment-links/{unknown}"):
             reply = await client.request("GET", path)
             assert reply.status_code == 404 and reply.json()["error"]["code"] == "NOT_FOUND", path
+        for bad in ("%00", "a%00b", "x" * 300):  # the simulator's providerPayId: nothing to look up
+            reply = await pay_node.http.post(f"/test/simulate/{bad}")
+            assert reply.status_code == 404 and reply.json()["error"]["code"] == "NOT_FOUND", (bad, reply.text)
 
 
 class TestLists:
