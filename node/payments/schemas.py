@@ -264,6 +264,9 @@ def wire_status(p: Payment, now: datetime | None = None) -> str:
         return "FAILED"
     if p.status == "late" and p.late_from == "failed":  # late money on a failed payment: still FAILED
         return "FAILED"
+    if p.status in ("refunded", "partially_refunded") and p.late_from is not None:
+        # late money refunded (not accepted): the payment was never paid, it stays EXPIRED or FAILED
+        return "FAILED" if p.late_from == "failed" else "EXPIRED"
     return WIRE_STATUS[p.status]
 
 

@@ -249,6 +249,13 @@ class TestExpiryLateAndSweeps:
         await pay_node.sync()
         assert (await row(pay_node, refund["id"])).status == "refunded"
         assert chain.token_balance(PAYERS[7]) >= 5 * UNIT
+        # the payment was never paid: refunding its late money leaves it EXPIRED (a terminal status),
+        # on the wire and in the announcement a plugin reads
+        assert (await client.get_payment(refund["id"])).json()["data"]["status"] == "EXPIRED"
+        async with pay_node.resources.db.unit_of_work() as session:
+            announced = (await session.execute(select(OutboxMessage).where(
+                OutboxMessage.key == refund["id"], OutboxMessage.type == "payment.refunded"))).scalar_one()
+        assert announced.payload["status"] == "EXPIRED"
 
     async def test_sweeper_batches_final_deposits_and_balances_equal_the_contract(
         self, pay_node: PaymentNode, merchant_account: MerchantAccount, operator: onchain.Operator,
