@@ -142,13 +142,15 @@ def revert_reason(exc: ContractRevert) -> str:
     return f"reverted: {name}({args})" if args else f"reverted: {name}"
 
 
-async def send_once(db: Database, sender: RecordingTxSender, send_id: uuid.UUID) -> SendOutcome:
-    """Broadcasts the recorded send (or reconciles it if it already has signed versions)."""
+async def send_once(db: Database, sender: RecordingTxSender, send_id: uuid.UUID,
+                    on_outcome: OutcomeHandler | None = None) -> SendOutcome:
+    """Broadcasts the recorded send (or reconciles it if it already has signed versions);
+    ``on_outcome`` applies a known outcome to the send's object in the transaction that stores it."""
     async with db.unit_of_work() as session:
         row = (await session.execute(select(ChainSend).where(ChainSend.id == send_id))).scalar_one()
         to, data, hashes = row.to_address, bytes.fromhex(row.data[2:]), list(row.tx_hashes)
     if hashes:
-        return await reconcile_send(db, sender, send_id)
+        return await reconcile_send(db, sender, send_id, on_outcome=on_outcome)
     try:
         receipt = await sender.send_recorded(send_id, to, data)
     except ContractRevert as exc:
@@ -158,12 +160,12 @@ async def send_once(db: Database, sender: RecordingTxSender, send_id: uuid.UUID)
         return SendOutcome("PENDING", reason=str(exc)[:300])
     else:
         outcome = SendOutcome("MINED", receipt.tx_hash, receipt.block_number, receipt.nonce)
-    await _store(db, send_id, outcome)
+    await _store(db, send_id, outcome, on_outcome)
     return outcome
 
 
 async def reconcile_send(db: Database, sender: RecordingTxSender, send_id: uuid.UUID,
-                         *, wait_s: float = 5.0) -> SendOutcome:
+                         *, wait_s: float = 5.0, on_outcome: OutcomeHandler | None = None) -> SendOutcome:
     """Resolves a SENDING row against the chain; never signs a second transaction for the object
     with a different nonce."""
     async with db.unit_of_work() as session:
@@ -172,7 +174,7 @@ async def reconcile_send(db: Database, sender: RecordingTxSender, send_id: uuid.
     if status != "SENDING":
         return SendOutcome(status, row.mined_tx_hash, row.block_number, nonce, row.error)
     if not hashes:
-        return await send_once(db, sender, send_id)
+        return await send_once(db, sender, send_id, on_outcome)
     rpc = sender.rpc
     outcome = await _mined(sender, hashes)
     if outcome is None:
@@ -200,7 +202,7 @@ async def reconcile_send(db: Database, sender: RecordingTxSender, send_id: uuid.
             if outcome.tx_hash == cancel:
                 outcome = SendOutcome("DROPPED", nonce=nonce, reason="dropped from the mempool; nonce cancelled")
     if outcome.status != "PENDING":
-        await _store(db, send_id, outcome)
+        await _store(db, send_id, outcome, on_outcome)
     return outcome
 
 
@@ -225,16 +227,22 @@ async def _wait_mined(sender: RecordingTxSender, hashes: list[str], wait_s: floa
         await asyncio.sleep(0.2)
 
 
-async def _store(db: Database, send_id: uuid.UUID, outcome: SendOutcome) -> None:
+OutcomeHandler = Callable[[AsyncSession, ChainSend, SendOutcome], Awaitable[None]]
+
+
+async def _store(db: Database, send_id: uuid.UUID, outcome: SendOutcome, on_outcome: OutcomeHandler | None) -> None:
+    """The outcome and what it does to the send's object commit together: a process that dies after
+    this leaves nothing half done (a stored outcome is never looked at again by ``reconcile``)."""
     async with db.unit_of_work() as session:
-        await session.execute(
+        stored = await session.execute(
             update(ChainSend).where(ChainSend.id == send_id, ChainSend.status == "SENDING")
             .values(status=outcome.status, mined_tx_hash=outcome.tx_hash if outcome.status == "MINED" else None,
                     block_number=outcome.block_number, error=outcome.reason, updated_at=func.now())
+            .returning(ChainSend.id)
         )
-
-
-OutcomeHandler = Callable[[AsyncSession, ChainSend, SendOutcome], Awaitable[None]]
+        if stored.scalar_one_or_none() is not None and on_outcome is not None:
+            send = (await session.execute(select(ChainSend).where(ChainSend.id == send_id))).scalar_one()
+            await on_outcome(session, send, outcome)
 
 
 def make_sender(settings: Settings, db: Database, rpc: RpcClient, role: str, errors: ErrorDecoder,

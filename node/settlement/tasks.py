@@ -138,14 +138,15 @@ class ChainSender:
                 ChainSend.status == "SENDING", ChainSend.chain_id == self.ctx.chain_id)
                 .order_by(ChainSend.created_at))).all()
         for send_id, purpose in pending:
-            outcome = await reconcile_send(self.db, self.sender(PURPOSE_KEY[purpose]), send_id)
+            outcome = await reconcile_send(self.db, self.sender(PURPOSE_KEY[purpose]), send_id,
+                                           on_outcome=movements.on_outcome)
             await self._apply(send_id, outcome)
         return len(pending)
 
     async def _send(self, send_id: uuid.UUID) -> None:
         async with self.db.unit_of_work() as session:
             purpose = (await session.execute(select(ChainSend.purpose).where(ChainSend.id == send_id))).scalar_one()
-        outcome = await send_once(self.db, self.sender(PURPOSE_KEY[purpose]), send_id)
+        outcome = await send_once(self.db, self.sender(PURPOSE_KEY[purpose]), send_id, movements.on_outcome)
         await self._apply(send_id, outcome)
 
     async def _apply(self, send_id: uuid.UUID, outcome: SendOutcome) -> None:

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 from sqlalchemy import func, select
 
@@ -23,6 +24,7 @@ from node.auth.context import RequestMeta
 from node.bus import OutboxMessage
 from node.payments import tasks
 from node.settlement.models import ChainSend
+from node.settlement.sender import SendOutcome
 from node.settlement.tasks import ChainSender
 from tests.api.test_payments_lifecycle import event_types, eventually, refund_rows, row, sdk, wallet_pay
 from tests.fixtures.accounts import AdminAccount, MerchantAccount, make_admin, make_merchant
@@ -30,6 +32,14 @@ from tests.fixtures.contracts import PAYERS, UNIT
 from tests.fixtures.payments import PaymentNode
 
 ELSEWHERE = "0x00000000000000000000000000000000000bEEF1"
+
+
+class DiesBeforeApplying(ChainSender):
+    """A chain sender whose process dies once it has learnt a send's outcome, before it applies it."""
+
+    async def _apply(self, send_id: uuid.UUID, outcome: SendOutcome) -> None:
+        if outcome.status != "PENDING":
+            raise RuntimeError("the process dies here")
 
 
 async def paid(node: PaymentNode, account: MerchantAccount, payer: str, amount: str = "10") -> dict[str, Any]:
@@ -344,6 +354,45 @@ class TestExactlyOnce:
         await pay_node.sync()
         assert chain.token_balance(PAYERS[7]) == before
         # its amount is refundable again
+        again = await sdk(pay_node, merchant_account).request("POST", f"/v1/payments/{payment_id}/refunds",
+                                                              {"amount": "4"})
+        assert again.status_code == 201, again.text
+
+
+    async def test_a_crash_after_a_dropped_transaction_is_known_still_fails_the_refund(
+        self, pay_node: PaymentNode, merchant_account: MerchantAccount, chain_sender: ChainSender,
+        artifacts: Artifacts,
+    ) -> None:
+        chain, rpc = pay_node.chain.chain, pay_node.chain.chain.rpc
+        await chain_sender.run_once()  # what earlier tests left approved goes out first
+        payment_id, refund_id = await self._approved(pay_node, merchant_account, PAYERS[8])
+        before = chain.token_balance(PAYERS[8])
+        settings = chain_sender.settings.model_copy(update={"tx_receipt_timeout_s": 0.5})
+        dying = DiesBeforeApplying(settings, pay_node.resources.db, rpc=chain_sender.rpc, artifacts=artifacts)
+        rpc.request("evm_setAutomine", [False])
+        try:
+            await dying.run_once()
+            [send] = await refund_sends(pay_node, refund_id)
+            for tx_hash in send.tx_hashes:
+                rpc.request("anvil_dropTransaction", [tx_hash])
+            task = asyncio.create_task(dying.run_once())  # reconcile: the nonce is cancelled, then it dies
+            await asyncio.sleep(0.5)
+            rpc.request("evm_mine", [])
+            with pytest.raises(RuntimeError):
+                await task
+        finally:
+            rpc.request("evm_setAutomine", [True])
+        [send] = await refund_sends(pay_node, refund_id)
+        assert send.status == "DROPPED"
+        restarted = ChainSender(chain_sender.settings, pay_node.resources.db, rpc=chain_sender.rpc,
+                                artifacts=artifacts)
+        await restarted.run_once()
+        # the outcome and the refund's state commit together: not SUBMITTED forever, holding its amount
+        refund = (await refund_rows(pay_node, payment_id))[0]
+        assert refund.status == "FAILED" and "dropped" in (refund.error or "")
+        assert (await refund_events(pay_node, payment_id)).count("refund.failed") == 1
+        await pay_node.sync()
+        assert chain.token_balance(PAYERS[8]) == before
         again = await sdk(pay_node, merchant_account).request("POST", f"/v1/payments/{payment_id}/refunds",
                                                               {"amount": "4"})
         assert again.status_code == 201, again.text
