@@ -26,7 +26,7 @@ from node.auth.principal import MerchantPrincipal
 from node.config import Settings as NodeSettings
 from node.errors import Conflict, NodeError, NotFound, ValidationFailed
 from node.merchants import service as merchants
-from node.money import format_units, parse_decimal, to_base_units
+from node.money import format_decimal, format_units, parse_decimal, to_base_units
 from node.payments import onchain, refunds, service, states, tasks
 from node.payments.models import Payment
 from node.payments.schemas import (
@@ -42,6 +42,7 @@ from node.resources import Resources as NodeResources
 
 router = APIRouter(tags=["payments"])
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "templates"))
+TEMPLATES.env.filters["decimal"] = format_decimal  # 1500, not Decimal.normalize()'s 1.5E+3
 
 Reader = Annotated[MerchantPrincipal, Depends(require_permission("payments:read"))]
 Writer = Annotated[MerchantPrincipal, Depends(require_permission("payments:write"))]

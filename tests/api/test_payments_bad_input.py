@@ -387,6 +387,16 @@ class TestLinks:
         made = await visitor.post(f"/pay/{custom['slug']}", data={"amount": "100.5", "email": "Ann@Buyer.example"})
         assert made.status_code == 303, made.text[:300]
 
+    async def test_the_link_page_shows_amounts_as_written(
+            self, pay_node: PaymentNode, shop: MerchantAccount, visitor: httpx.AsyncClient) -> None:
+        client = sdk(pay_node, shop)
+        fixed = await make_link(client, currency="LKR", amount="1500")
+        custom = await make_link(client, currency="LKR", allowCustomAmount=True, minAmount="100", maxAmount="2500.5")
+        page = (await visitor.get(f"/pay/{fixed['slug']}")).text
+        assert "1500 LKR" in page and "E+" not in page
+        page = (await visitor.get(f"/pay/{custom['slug']}")).text
+        assert 'placeholder="min 100"' in page, page
+
     async def test_qr_pages_follow_the_show_qr_flag_and_unknown_links_are_404(
             self, pay_node: PaymentNode, shop: MerchantAccount, visitor: httpx.AsyncClient) -> None:
         client = sdk(pay_node, shop)
