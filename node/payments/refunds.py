@@ -156,8 +156,10 @@ async def request_refund(session: AsyncSession, settings: Settings, p: Payment, 
     available -= await balances.reserved(session, p.chain_id, p.merchant_id, p.token.lower())
     if p.status == "late":
         # late money waits at the deposit address until the merchant decides; a refund of it has the
-        # sweeper bring it in first (next_approved waits for that), so it covers its own refund
-        available += max(0, p.deposited_final - p.swept)
+        # sweeper bring it in first (next_approved waits for that), so it covers its own refund, net of
+        # the fee the sweep keeps (the contract charges received * fee // amount)
+        waiting = max(0, p.deposited_final - p.swept)
+        available += waiting - waiting * p.fee_units // p.amount_units
     if amount > available:
         raise InsufficientBalance(
             f"the merchant balance ({format_units(max(0, available))} USDT available) does not cover "

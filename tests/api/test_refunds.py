@@ -22,11 +22,12 @@ from node.admin import platform
 from node.admin.models import AuditLog
 from node.auth.context import RequestMeta
 from node.bus import OutboxMessage
+from node.money import format_units
 from node.payments import tasks
 from node.settlement.models import ChainSend
 from node.settlement.sender import SendOutcome
 from node.settlement.tasks import ChainSender
-from tests.api.test_payments_lifecycle import event_types, eventually, refund_rows, row, sdk, wallet_pay
+from tests.api.test_payments_lifecycle import event_types, eventually, expire_now, refund_rows, row, sdk, wallet_pay
 from tests.fixtures.accounts import AdminAccount, MerchantAccount, make_admin, make_merchant
 from tests.fixtures.contracts import PAYERS, UNIT
 from tests.fixtures.payments import PaymentNode
@@ -396,6 +397,43 @@ class TestExactlyOnce:
         again = await sdk(pay_node, merchant_account).request("POST", f"/v1/payments/{payment_id}/refunds",
                                                               {"amount": "4"})
         assert again.status_code == 201, again.text
+
+
+class TestLateMoney:
+    async def test_late_money_covers_its_own_refund_net_of_the_fee_its_sweep_keeps(
+        self, pay_node: PaymentNode, resources: Any, admin: AdminAccount, operator: Any,
+        chain_sender: ChainSender,
+    ) -> None:
+        account = await make_merchant(resources)  # nothing else in its balance
+        client = sdk(pay_node, account)
+        chain = pay_node.chain.chain
+        data = (await client.create_payment(amount="5")).json()["data"]
+        await expire_now(pay_node, data["id"])
+        chain.fund(PAYERS[9], 5 * UNIT)
+        chain.transact(PAYERS[9], "MockUSDT", "transfer", data["depositAddress"], 5 * UNIT)
+        await pay_node.sync()
+        payment = await row(pay_node, data["id"])
+        assert payment.status == "late" and payment.fee_units > 0
+        # the sweep that brings the late money in keeps the payment's fee: only the rest can go back
+        net = 5 * UNIT - 5 * UNIT * payment.fee_units // payment.amount_units
+        path = f"/v1/payments/{data['id']}/refunds"
+        whole = await client.request("POST", path, {"toAddress": ELSEWHERE})
+        assert whole.status_code == 409 and whole.json()["error"]["code"] == "INSUFFICIENT_BALANCE", whole.text
+        made = await client.request("POST", path, {"amount": format_units(net), "toAddress": ELSEWHERE})
+        assert made.status_code == 201 and made.json()["data"]["status"] == "PENDING_APPROVAL", made.text
+        await refund_status(pay_node, data["id"], "PENDING_APPROVAL")
+        approved = await pay_node.http.post(f"/v1/admin/refunds/{made.json()['data']['id']}/approve",
+                                            headers=admin.auth_headers)
+        assert approved.status_code == 200, approved.text
+        await refund_status(pay_node, data["id"], "APPROVED")
+        await tasks.sweep_deposits(pay_node.resources.db, pay_node.settings, operator)
+        await pay_node.sync()
+        before = chain.token_balance(ELSEWHERE)
+        await chain_sender.run_once()
+        await pay_node.sync()
+        [refund] = await refund_rows(pay_node, data["id"])
+        assert refund.status == "COMPLETED", refund.error
+        assert chain.token_balance(ELSEWHERE) - before == net
 
 
 class TestIdempotency:
