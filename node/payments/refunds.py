@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from eth_utils.address import is_address, to_checksum_address
+from eth_utils.address import is_address, is_checksum_address, to_checksum_address
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -105,6 +105,11 @@ async def payer_of(session: AsyncSession, p: Payment) -> str | None:
 def _address(value: str) -> str:
     if not is_address(value) or value.lower() == ZERO_ADDRESS:
         raise ValidationFailed("toAddress must be a 0x-prefixed 20-byte address (BSC)")
+    digits = value[2:]
+    if digits not in (digits.lower(), digits.upper()) and not is_checksum_address(value):
+        # mixed case is an EIP-55 checksum (is_address does not check it): a wrong one is a typo, and
+        # a refund to a mistyped address is lost
+        raise ValidationFailed("toAddress has an invalid EIP-55 checksum (mistyped?)")
     return value.lower()
 
 

@@ -32,7 +32,7 @@ from tests.fixtures.accounts import AdminAccount, MerchantAccount, make_admin, m
 from tests.fixtures.contracts import PAYERS, UNIT
 from tests.fixtures.payments import PaymentNode
 
-ELSEWHERE = "0x00000000000000000000000000000000000bEEF1"
+ELSEWHERE = "0x00000000000000000000000000000000000bEEf1"
 
 
 class DiesBeforeApplying(ChainSender):
@@ -503,6 +503,9 @@ class TestBadInput:
         for body, status, code in cases:
             reply = await client.request("POST", path, body)
             assert reply.status_code == status and reply.json()["error"]["code"] == code, (body, reply.text)
+        # a mixed-case address is an EIP-55 checksum: a wrong one is a typo, refused even from the portal
+        mistyped = await portal(pay_node, account, path, {"amount": "1", "toAddress": ELSEWHERE.replace("Ef1", "EF1")})
+        assert mistyped.status_code == 400 and "checksum" in mistyped.json()["error"]["message"], mistyped.text
         not_json = await client.request("POST", path, raw=b"{amount")
         assert not_json.status_code == 400, not_json.text
         bad_id = await client.request("POST", "/v1/payments/not-a-uuid/refunds", {"amount": "1"})
