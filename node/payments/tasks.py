@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import structlog
 from eth_utils.address import to_checksum_address
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from chain.client import RpcClient
@@ -23,7 +23,7 @@ from node.db import Database
 from node.metrics import SWEEP_BATCHES, SWEEP_DEPOSITS, SWEEP_GAS_PRICE, SWEEP_SKIPPED, SWEEP_SKIPPED_USDT
 from node.money import format_units, from_base_units, to_base_units
 from node.payments import links, onchain, states
-from node.payments.models import Payment, Receipt
+from node.payments.models import Payment, Receipt, Refund
 from node.payments.service import intent_of
 from node.settlement.sweeps import SkippedSweep, SweepCandidate, plan_sweep_batches
 
@@ -134,9 +134,13 @@ async def run_sweeps(db: Database, settings: Settings, operator: onchain.Operato
 
 
 # late money waits at its deposit address until the merchant decides: swept once accepted (the payment
-# is then paid/underpaid/overpaid) or to be refunded (the refund is sent from the swept money), never
-# before, or it would count as the merchant's withdrawable balance first
-DECIDED = or_(Payment.status != "late", Payment.late_decision.is_not(None))
+# is then paid/underpaid/overpaid) or once its refund is approved (the refund is sent from the swept
+# money), never before, or it would count as the merchant's withdrawable balance first. A refund still
+# waiting for an administrator is no decision yet: a rejection gives the money back to the merchant
+# to decide on
+DECIDED = or_(Payment.status != "late", Payment.late_decision == "ACCEPTED",
+              and_(Payment.late_decision == "REFUND", exists().where(
+                  Refund.payment_id == Payment.id, Refund.status.in_(("APPROVED", "SUBMITTED", "COMPLETED")))))
 
 
 async def _sweep_candidates(session: AsyncSession, chain_id: int, stale: datetime) -> list[SweepCandidate]:

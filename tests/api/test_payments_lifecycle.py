@@ -234,6 +234,11 @@ class TestExpiryLateAndSweeps:
             return (await row(pay_node, refund["id"])).late_decision == "REFUND"
         await eventually(decided)
         assert (await client.request("POST", f"/v1/payments/{refund['id']}/late/accept")).status_code == 409
+        # nor while the refund waits for an administrator: a rejection gives the decision back to the
+        # merchant, and the money must then still be at the deposit address, not in its balance
+        await tasks.sweep_deposits(pay_node.resources.db, pay_node.settings, operator)
+        await pay_node.sync()
+        assert (await row(pay_node, refund["id"])).swept == 0
         approved = await pay_node.http.post(f"/v1/admin/refunds/{made.json()['data']['id']}/approve",
                                             headers=platform_admin.auth_headers)
         assert approved.status_code == 200, approved.text
