@@ -273,11 +273,14 @@ async def _first_closed_callback(resources: NodeResources, payment_id: uuid.UUID
 
 @router.post("/test/simulate/{providerPayId}", summary="Pay a test payment for real on the test chain",
              dependencies=[Depends(rate_limit("public_ip"))])
-async def simulate(providerPayId: str, session: Session, settings: Settings, resources: Resources) -> JSON:
+async def simulate(providerPayId: str, settings: Settings, resources: Resources) -> JSON:
     """The spec's simulated customer, on the test chain for real (:func:`tasks.simulate_customer`):
     0.01 USDT expires, 0.02 USDT underpays and fails, any other amount is paid. Only an open
-    payment nothing was sent to is paid (a repeated call pays nothing more)."""
-    payment = await service.by_provider_pay_id(session, providerPayId[:40])
+    payment nothing was sent to is paid (a repeated call pays nothing more). The payment is read in
+    a short transaction of its own: no connection is held through the chain transactions and the
+    wait for the indexer."""
+    async with resources.db.unit_of_work() as lookup:
+        payment = await service.by_provider_pay_id(lookup, providerPayId[:40])
     if payment.mode != "test" or payment.chain_id in settings.live_chain_ids or (
             settings.is_production and payment.chain_id in (56, 1)):
         raise NotFound("payment not found")

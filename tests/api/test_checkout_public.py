@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest_asyncio
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from api.routes.payments import add_chain_params, lkr_text, redirect_url
 from node.bus import OutboxMessage
@@ -85,6 +85,27 @@ class TestSimulatedOutcomes:
         # through the real states: seen and final underpaid, then failed at the deadline
         kinds = await _events(pay_node, data["id"])
         assert kinds.index("underpaid") < kinds.index("failed")
+
+    async def test_the_simulator_holds_no_database_transaction_while_it_waits(
+            self, pay_node: PaymentNode, merchant_account: MerchantAccount) -> None:
+        """0.02 waits (callback_wait_s) for the indexer, which is not running here: meanwhile no
+        connection of the pool sits idle in a transaction (a few calls at once would take the pool)."""
+        data = await _create(pay_node, merchant_account, amount="0.02", currency="USDT")
+        task = asyncio.ensure_future(pay_node.http.post(f"/test/simulate/{data['providerPayId']}"))
+        try:
+            while pay_node.chain.chain.token_balance(data["depositAddress"]) == 0:
+                assert not task.done(), task.result().text
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1.5)
+            assert not task.done()
+            async with pay_node.resources.db.unit_of_work() as session:
+                held = (await session.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND state = 'idle in transaction' AND now() - state_change > interval '1 second'"))).scalar_one()
+            assert held == 0
+        finally:
+            assert (await task).status_code == 200
+        await pay_node.sync()
 
     async def test_another_amount_is_paid_and_final_when_the_callback_answers(
             self, pay_node: PaymentNode, deep_node: httpx.AsyncClient, merchant_account: MerchantAccount) -> None:
