@@ -147,11 +147,15 @@ async def _sweep_candidates(session: AsyncSession, chain_id: int, stale: datetim
     """What waits at each deposit address of the chain, unclaimed (two columns over the partial
     index ``ix_payments_unswept``); the planner decides what to do with it."""
     waiting = Payment.deposited_final - Payment.swept
+    # an approved refund of late money is sent once its money is swept in: swept even when it is dust
+    refund_waits = and_(Payment.status == "late", exists().where(
+        Refund.payment_id == Payment.id, Refund.status == "APPROVED"))
     rows = await session.execute(
-        select(Payment.id, waiting).where(Payment.chain_id == chain_id, Payment.deposited_final > Payment.swept,
-                                          or_(Payment.sweep_at.is_(None), Payment.sweep_at < stale), DECIDED)
+        select(Payment.id, waiting, refund_waits).where(
+            Payment.chain_id == chain_id, Payment.deposited_final > Payment.swept,
+            or_(Payment.sweep_at.is_(None), Payment.sweep_at < stale), DECIDED)
         .order_by(Payment.created_at))
-    return [SweepCandidate(pid, int(amount)) for pid, amount in rows]
+    return [SweepCandidate(pid, int(amount), needed=bool(needed)) for pid, amount, needed in rows]
 
 
 async def _claim(session: AsyncSession, ids: list[Hashable], stale: datetime, now: datetime) -> list[Payment]:

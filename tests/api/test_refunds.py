@@ -22,7 +22,7 @@ from node.admin import platform
 from node.admin.models import AuditLog
 from node.auth.context import RequestMeta
 from node.bus import OutboxMessage
-from node.money import format_units
+from node.money import format_units, to_base_units
 from node.payments import tasks
 from node.settlement.models import ChainSend
 from node.settlement.sender import SendOutcome
@@ -428,6 +428,43 @@ class TestLateMoney:
         await refund_status(pay_node, data["id"], "APPROVED")
         await tasks.sweep_deposits(pay_node.resources.db, pay_node.settings, operator)
         await pay_node.sync()
+        before = chain.token_balance(ELSEWHERE)
+        await chain_sender.run_once()
+        await pay_node.sync()
+        [refund] = await refund_rows(pay_node, data["id"])
+        assert refund.status == "COMPLETED", refund.error
+        assert chain.token_balance(ELSEWHERE) - before == net
+
+
+    async def test_a_refund_of_late_dust_is_swept_in_and_sent(
+        self, pay_node: PaymentNode, resources: Any, admin: AdminAccount, operator: Any,
+        chain_sender: ChainSender,
+    ) -> None:
+        account = await make_merchant(resources)
+        client = sdk(pay_node, account)
+        chain = pay_node.chain.chain
+        data = (await client.create_payment(amount="5")).json()["data"]
+        await expire_now(pay_node, data["id"])
+        half = UNIT // 2  # under sweep_dust_usdt: the sweeper leaves such a deposit for later
+        assert half < to_base_units(Decimal(pay_node.settings.sweep_dust_usdt))
+        chain.fund(PAYERS[9], half)
+        chain.transact(PAYERS[9], "MockUSDT", "transfer", data["depositAddress"], half)
+        await pay_node.sync()
+        payment = await row(pay_node, data["id"])
+        assert payment.status == "late"
+        net = half - half * payment.fee_units // payment.amount_units
+        made = await client.request("POST", f"/v1/payments/{data['id']}/refunds",
+                                    {"amount": format_units(net), "toAddress": ELSEWHERE})
+        assert made.status_code == 201, made.text
+        await refund_status(pay_node, data["id"], "PENDING_APPROVAL")
+        approved = await pay_node.http.post(f"/v1/admin/refunds/{made.json()['data']['id']}/approve",
+                                            headers=admin.auth_headers)
+        assert approved.status_code == 200, approved.text
+        await refund_status(pay_node, data["id"], "APPROVED")
+        # a refund waits for this money: it is swept whatever its size, or the refund waits for ever
+        await tasks.sweep_deposits(pay_node.resources.db, pay_node.settings, operator)
+        await pay_node.sync()
+        assert (await row(pay_node, data["id"])).swept == half
         before = chain.token_balance(ELSEWHERE)
         await chain_sender.run_once()
         await pay_node.sync()
