@@ -78,7 +78,10 @@ def _filters(request: Request) -> dict[str, Any]:
     mode = q.get("mode")
     if mode not in (None, "live", "test"):
         raise ValidationFailed("mode must be live or test")
-    return {"statuses": statuses, "search": q.get("search") or None,
+    search = q.get("search") or None
+    if search is not None and ("\x00" in search or len(search) > 200):  # before the export's answer starts
+        raise ValidationFailed("search must be at most 200 characters, without NUL")
+    return {"statuses": statuses, "search": search,
             "branch_id": parse_uuid(branch, "invalid branchId") if branch else None,
             "date_from": when("dateFrom"), "date_to": when("dateTo"), "mode": mode}
 
