@@ -82,9 +82,16 @@ class TestSingleUseLinkHoldsOneOpenPayment:
         assert (await link_row(pay_node, link_id)).usage_count == 1
         gone = await pay_node.http.post(f"/pay/{name}", data={})
         assert gone.status_code == 410
-        # the first customer pays the expired intent anyway: late money held for the merchant, not a
-        # second paid payment of the link
-        await pay_in_full(pay_node, first_id, PAYERS[2])
+        # the first customer sends the amount to the expired payment's deposit address anyway (the
+        # gateway's pay would take nothing after the intent's deadline): late money held for the
+        # merchant, not a second paid payment of the link
+        async with pay_node.resources.db.unit_of_work() as session:
+            expired = await session.get(Payment, first_id)
+        assert expired is not None
+        pay_node.chain.chain.fund(PAYERS[2], int(expired.amount_units))
+        pay_node.chain.chain.transact(PAYERS[2], "MockUSDT", "transfer", expired.deposit_address,
+                                      int(expired.amount_units))
+        await pay_node.sync()
         by_id = {p.id: p for p in await link_payments(pay_node, link_id)}
         assert by_id[first_id].status == "late" and by_id[second_id].status == "paid"
         assert [p.status for p in by_id.values()].count("paid") == 1
