@@ -207,7 +207,8 @@ async def create_refund(paymentId: str, request: Request, session: Session, sett
         refund = await refunds.request_refund(
             session, settings, payment, amount_units=amount, to_address=to, reason=reason,
             requested_by=actor, by_portal_user=not principal.is_api_key and principal.user_id is not None,
-            idempotency_key=request.headers.get("idempotency-key"))
+            idempotency_key=request.headers.get("idempotency-key"),
+            key_mode=principal.mode if principal.is_api_key else None)
         return 201, {"data": refunds.refund_object(refund)}
 
     return await idempotent(request, session, principal, "refunds", run, subject=str(payment_id))

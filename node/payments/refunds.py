@@ -57,6 +57,10 @@ class RefundAddressNotAllowed(Forbidden):
     code = "REFUND_ADDRESS_NOT_ALLOWED"
 
 
+class RefundModeNotAllowed(Forbidden):
+    code = "REFUND_MODE_NOT_ALLOWED"
+
+
 class RefundNotFound(NotFound):
     code = "REFUND_NOT_FOUND"
 
@@ -115,11 +119,15 @@ def _address(value: str) -> str:
 
 async def request_refund(session: AsyncSession, settings: Settings, p: Payment, *, amount_units: int | None,
                          to_address: str | None, reason: str | None, requested_by: str, by_portal_user: bool,
-                         idempotency_key: str | None = None) -> Refund:
+                         idempotency_key: str | None = None, key_mode: str | None = None) -> Refund:
     """Creates a refund, APPROVED or PENDING_APPROVAL (the caller holds the payment row locked and
-    handles the Idempotency-Key)."""
+    handles the Idempotency-Key). ``key_mode``: the API key's mode (None for a portal user)."""
     from node.settlement import repository as balances
     from node.settlement.service import refund_needs_approval
+
+    if key_mode is not None and key_mode != p.mode:
+        # a test key (kept in test setups) must not send a live payment's money back, nor a live key a test one's
+        raise RefundModeNotAllowed(f"a {key_mode} API key cannot refund a {p.mode} payment")
 
     if reason and "\x00" in reason:  # PostgreSQL stores no NUL: refused here, not by a failing INSERT
         raise ValidationFailed("reason must not contain NUL")

@@ -120,6 +120,17 @@ class TestWhoDecides:
         await pay_node.sync()
         assert (await refund_rows(pay_node, data["id"]))[0].status == "COMPLETED"
 
+    async def test_a_key_refunds_only_payments_of_its_own_mode(
+        self, pay_node: PaymentNode, merchant_account: MerchantAccount,
+    ) -> None:
+        data = await paid(pay_node, merchant_account, PAYERS[0])  # made with the test key: a test payment
+        assert (await row(pay_node, data["id"])).mode == "test"
+        live = sdk(pay_node, merchant_account, "live")
+        refused = await live.request("POST", f"/v1/payments/{data['id']}/refunds", {"amount": "1"})
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "REFUND_MODE_NOT_ALLOWED", refused.text
+        await asyncio.sleep(0.2)  # a request's commit lands after its response
+        assert await refund_rows(pay_node, data["id"]) == []
+
     async def test_another_address_from_the_portal_waits_for_an_admin_then_is_sent_and_completed(
         self, pay_node: PaymentNode, merchant_account: MerchantAccount, chain_sender: ChainSender,
         admin: AdminAccount, resources: Any,
