@@ -151,6 +151,8 @@ async def recompute(session: AsyncSession, settings: Settings, payment_ids: Iter
             at = max(head or 0, heads.get(p.chain_id, 0)) or None
             if reverted:
                 await announce_payment(session, settings, p, "reverted", head=at, revertedFrom=previous)
+            elif previous == "paid" and target == "overpaid":  # a top-up after paid: paid is told once
+                await announce_payment(session, settings, p, "overpaid", head=at)
             else:
                 await announce_payment(session, settings, p, EVENT_OF[target], head=at)
             changed.append(p)

@@ -255,3 +255,19 @@ class TestBlockAndConfirmations:
             reply = (await client.request("GET", path)).json()["data"]
             got = reply[0] if isinstance(reply, list) else reply
             assert got["blockNumber"] == block and got["confirmations"] == 4, path
+
+
+class TestTopUps:
+    async def test_more_money_after_paid_is_announced_as_overpaid_not_paid_again(
+        self, pay_node: PaymentNode, merchant_account: MerchantAccount,
+    ) -> None:
+        data = (await sdk(pay_node, merchant_account).create_payment(amount="4")).json()["data"]
+        await row(pay_node, data["id"])
+        transfer(pay_node, PAYERS[3], data, 4 * UNIT)
+        await pay_node.sync()
+        transfer(pay_node, PAYERS[3], data, 1 * UNIT)
+        await pay_node.sync()
+        assert (await row(pay_node, data["id"])).status == "overpaid"
+        kind, payload = await last_event(pay_node, data["id"])
+        assert kind == "payment.overpaid" and payload["status"] == "PAID" and payload["receivedUsdt"] == "5"
+        assert (await event_types(pay_node, data["id"])).count("payment.paid") == 1
