@@ -11,7 +11,7 @@ from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -270,6 +270,14 @@ class Settings(BaseSettings):
     exchange_credentials: dict[str, dict[str, str]] = {}
     exchange_urls: dict[str, str] = {}
     exchange_timeout_s: float = 10.0
+
+    @model_validator(mode="after")
+    def _test_chain_is_not_live(self) -> Settings:
+        if self.test_chain_id is not None and (self.test_chain_id == self.chain_id
+                                               or self.test_chain_id in self.live_chain_ids):
+            raise ValueError(f"OPENPAY_TEST_CHAIN_ID {self.test_chain_id} is the node's own or a live chain: the test "
+                             "chain must be another chain (BSC testnet 97), or unset")
+        return self
 
     @field_validator("rate_limits")
     @classmethod

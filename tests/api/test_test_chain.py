@@ -15,7 +15,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
+import pytest
 import pytest_asyncio
+from pydantic import ValidationError
 from sqlalchemy import select, text
 
 from api.app import create_app
@@ -127,7 +129,7 @@ class TestIndexerRole:
                 deadline = time.monotonic() + 60
                 while True:
                     async with resources.db.unit_of_work() as session:
-                        cursors = dict((await session.execute(text(
+                        cursors: dict[int, int] = dict((await session.execute(text(
                             "SELECT chain_id, block_number FROM chain.cursors WHERE chain_id = ANY(:ids)"),
                             {"ids": list(heads)})).all())
                     if all(cursors.get(chain, -1) >= head for chain, head in heads.items()):
@@ -143,3 +145,15 @@ class TestIndexerRole:
         finally:
             test_chain.chain.rpc.close()
             test_chain.anvil.stop()
+
+
+class TestConfiguration:
+    def test_a_test_chain_that_is_the_nodes_own_or_live_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for chain, test in (("56", "56"), ("97", "97"), ("97", "56")):
+            monkeypatch.setenv("OPENPAY_CHAIN_ID", chain)
+            monkeypatch.setenv("OPENPAY_TEST_CHAIN_ID", test)
+            with pytest.raises(ValidationError, match="test chain must be another chain"):
+                Settings(_env_file=None)
+        monkeypatch.setenv("OPENPAY_CHAIN_ID", "56")
+        monkeypatch.setenv("OPENPAY_TEST_CHAIN_ID", "97")
+        assert Settings(_env_file=None).test_chain_id == 97
