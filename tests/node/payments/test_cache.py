@@ -59,3 +59,49 @@ async def test_values_of_merchants_not_seen_again_do_not_pile_up() -> None:
     for n in range(20_000):
         await service._cached(f"{prefix}again:{n}", 0, load)
     assert fresh in service._cache
+
+
+async def test_a_background_refresh_keeps_the_request_that_found_the_value_expired_from_waiting() -> None:
+    key = f"test-background:{uuid.uuid4()}"
+    loads, release = 0, asyncio.Event()
+
+    async def load() -> int:
+        nonlocal loads
+        loads += 1
+        if loads > 1:
+            await release.wait()  # a slow query
+        return loads
+
+    assert await service._cached(key, 0.05, load, in_background=True) == 1  # nothing to serve yet: waits
+    await asyncio.sleep(0.06)
+    # expired: answered at once with the previous value, the query runs on its own
+    assert await asyncio.wait_for(service._cached(key, 0.05, load, in_background=True), 0.5) == 1
+    assert await service._cached(key, 0.05, load, in_background=True) == 1 and loads == 2  # one query at a time
+    release.set()
+    for _ in range(100):
+        if service._cache[key][1] == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert await service._cached(key, 60, load, in_background=True) == 2
+
+
+async def test_a_failed_background_refresh_keeps_the_previous_value_and_is_tried_again() -> None:
+    key = f"test-background-fail:{uuid.uuid4()}"
+    answers: list[int | Exception] = [1, ConnectionError("database away"), 3]
+
+    async def load() -> int:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert await service._cached(key, 0.02, load, in_background=True) == 1
+    await asyncio.sleep(0.03)
+    assert await service._cached(key, 0.02, load, in_background=True) == 1  # the refresh fails behind it
+    await asyncio.sleep(0.01)
+    assert await service._cached(key, 0.02, load, in_background=True) == 1  # tried again, in the background
+    for _ in range(100):
+        if service._cache[key][1] == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert service._cache[key][1] == 3
