@@ -243,8 +243,9 @@ class TestTwoFactor:
         secret = setup.json()["data"]["secret"]
         assert setup.json()["data"]["otpauthUri"].startswith("otpauth://totp/")
         assert setup.json()["data"]["qrSvg"].startswith("data:image/svg+xml")
+        self.enable_code = pyotp.TOTP(secret).now()
         confirm = await http.post("/v1/auth/2fa/verify", headers=account.auth_headers,
-                                  json={"code": pyotp.TOTP(secret).now()})
+                                  json={"code": self.enable_code})
         assert confirm.status_code == 200, confirm.text
         codes = confirm.json()["data"]["recoveryCodes"]
         assert len(codes) == 10 and len(set(codes)) == 10
@@ -259,9 +260,10 @@ class TestTwoFactor:
         challenge = data["challengeToken"]
         # the challenge token is not an access token
         assert (await http.get("/v1/auth/me", headers={"Authorization": f"Bearer {challenge}"})).status_code == 401
-        # the code used to enable 2FA (same window) is already spent; the next step's code works once
+        # the code used to enable 2FA is already spent (the very code: a 30 s step may have begun since);
+        # the next step's code works once
         replay_enable = await http.post("/v1/auth/2fa/login",
-                                        json={"challengeToken": challenge, "code": pyotp.TOTP(secret).now()})
+                                        json={"challengeToken": challenge, "code": self.enable_code})
         assert replay_enable.status_code == 401
         next_code = pyotp.TOTP(secret).at(time.time() + 30)
         ok = await http.post("/v1/auth/2fa/login", json={"challengeToken": challenge, "code": next_code})
