@@ -46,29 +46,17 @@ def deployment(settings: Settings) -> Deployment:
 
 def deployment_for_mode(settings: Settings, mode: str) -> Deployment:
     """The contracts a new payment in ``mode`` is made on: the test chain's for test mode when the
-    node has a separate one (``chain_for_mode`` without building its settings: payment creation's
-    hot path)."""
-    if mode == "test" and settings.test_chain_id is not None and settings.test_rpc_url:
-        return _deployment_at(str(settings.test_deployment_file
-                                  or deployment_path(settings.deployments_dir, settings.test_chain_id)))
-    if mode == "test" and settings.chain_id in settings.live_chain_ids:
-        chain_for_mode(settings, mode)  # raises: no test-mode payment on a live chain
+    node has a separate one (read from its settings' fields, not a built copy: payment creation's
+    hot path). Test mode on a live chain without a test chain is refused."""
+    if mode == "test":
+        if settings.test_chain_id is not None and settings.test_rpc_url:
+            return _deployment_at(str(settings.test_deployment_file
+                                      or deployment_path(settings.deployments_dir, settings.test_chain_id)))
+        if settings.chain_id in settings.live_chain_ids:
+            raise NoTestChain(
+                f"test-mode payments are not made on live chain {settings.chain_id}: set OPENPAY_TEST_RPC_URL and "
+                "OPENPAY_TEST_CHAIN_ID to a test chain (BSC testnet 97) with the contracts deployed, or use a live key")
     return deployment(settings)
-
-
-def chain_for_mode(settings: Settings, mode: str) -> Settings:
-    """The settings of the chain a payment in ``mode`` is made on: this node's chain, or for test
-    mode the separate test chain; test mode on a live chain without one is refused."""
-    if mode != "test":
-        return settings
-    test = settings.test_chain()
-    if test is not None:
-        return test
-    if settings.chain_id in settings.live_chain_ids:
-        raise NoTestChain(
-            f"test-mode payments are not made on live chain {settings.chain_id}: set OPENPAY_TEST_RPC_URL and "
-            "OPENPAY_TEST_CHAIN_ID to a test chain (BSC testnet 97) with the contracts deployed, or use a live key")
-    return settings
 
 
 def chain_of(settings: Settings, chain_id: int) -> Settings:

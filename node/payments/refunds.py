@@ -41,7 +41,6 @@ from node.payments.service import announce_state
 log = structlog.get_logger(__name__)
 
 REFUNDABLE = ("paid", "overpaid", "underpaid", "partially_refunded", "late", "failed")
-IN_FLIGHT = REFUNDS_IN_FLIGHT
 ZERO_ADDRESS = "0x" + "0" * 40
 
 
@@ -134,7 +133,7 @@ async def request_refund(session: AsyncSession, settings: Settings, p: Payment, 
     if p.status not in REFUNDABLE or p.received_final == 0:
         raise RefundNotAllowed(f"a {p.status} payment cannot be refunded")
     in_flight = int((await session.execute(select(func.coalesce(func.sum(Refund.amount_units), 0)).where(
-        Refund.payment_id == p.id, Refund.status.in_(IN_FLIGHT)))).scalar_one())
+        Refund.payment_id == p.id, Refund.status.in_(REFUNDS_IN_FLIGHT)))).scalar_one())
     refundable = p.received_final - p.refunded_units - in_flight
     if refundable <= 0:
         raise RefundNotAllowed("nothing left to refund on this payment")
@@ -236,7 +235,7 @@ async def decide(session: AsyncSession, refund_id: uuid.UUID, *, approve: bool, 
     if not approve and payment.status == "late" and payment.late_decision == "REFUND":
         others = (await session.execute(select(func.count()).where(
             Refund.payment_id == payment.id, Refund.id != refund.id,
-            Refund.status.in_((*IN_FLIGHT, "COMPLETED"))))).scalar_one()
+            Refund.status.in_((*REFUNDS_IN_FLIGHT, "COMPLETED"))))).scalar_one()
         if not others:
             payment.late_decision = None  # the merchant may accept the money again, or ask another refund
     return refund

@@ -475,6 +475,11 @@ async def export_page(session: AsyncSession, principal: MerchantPrincipal, *, af
                                        .order_by(Payment.created_at.desc(), Payment.id.desc()).limit(limit))).scalars())
 
 
+def check_search(search: str) -> None:
+    if "\x00" in search or len(search) > 200:
+        raise ValidationFailed("search must be at most 200 characters, without NUL")
+
+
 def _listed(principal: MerchantPrincipal, *, statuses: tuple[str, ...] | None, search: str | None,
             branch_id: uuid.UUID | None, date_from: datetime | None, date_to: datetime | None,
             mode: str | None) -> Any:
@@ -488,8 +493,7 @@ def _listed(principal: MerchantPrincipal, *, statuses: tuple[str, ...] | None, s
     if mode:
         where.append(Payment.mode == mode)
     if search:
-        if "\x00" in search or len(search) > 200:
-            raise ValidationFailed("search must be at most 200 characters, without NUL")
+        check_search(search)
         pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where.append(or_(Payment.payment_no.ilike(pattern), Payment.merchant_trade_no.ilike(pattern),
                          Payment.customer_email.ilike(pattern)))

@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from indexer.follower import FinalityPolicy
 from node.bus import OutboxMessage
 from node.exchange.oracle_poster import post_if_due
 from node.payments import onchain, tasks
@@ -299,8 +298,7 @@ class TestReorg:
         client = sdk(pay_node, merchant_account)
         chain = pay_node.chain.chain
         data = (await client.create_payment(amount="6")).json()["data"]
-        pay_node.follower.policy = FinalityPolicy("depth", 5)
-        try:
+        async with pay_node.at_depth(5):
             await pay_node.sync()
             snapshot = chain.rpc.request("evm_snapshot")
             chain.fund(PAYERS[9], 6 * UNIT)
@@ -320,9 +318,6 @@ class TestReorg:
                 chain.mine()
             await pay_node.sync()
             assert (await row(pay_node, data["id"])).status == "initiated"
-        finally:
-            pay_node.follower.policy = FinalityPolicy("depth", 0)
-            await pay_node.sync()
 
 
 class TestOracle:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -260,6 +260,25 @@ class TestWhoDecides:
         assert (await row(pay_node, data["id"])).status == "partially_refunded"
 
 
+RECEIPT_WAIT_S = 0.5
+
+
+@contextlib.contextmanager
+def blocks_on_demand(rpc: Any) -> Iterator[None]:
+    """Transactions wait in anvil's mempool until the test mines a block (``evm_mine``)."""
+    rpc.request("evm_setAutomine", [False])
+    try:
+        yield
+    finally:
+        rpc.request("evm_setAutomine", [True])
+
+
+def impatient(sender: ChainSender) -> None:
+    """The sender stops waiting for a receipt after ``RECEIPT_WAIT_S`` (its next run reconciles)."""
+    sender.settings = sender.settings.model_copy(update={"tx_receipt_timeout_s": RECEIPT_WAIT_S})
+    sender._senders.clear()
+
+
 class TestExactlyOnce:
     async def _approved(self, node: PaymentNode, account: MerchantAccount, payer: str) -> tuple[str, str]:
         data = await paid(node, account, payer)
@@ -274,10 +293,8 @@ class TestExactlyOnce:
         chain, rpc = pay_node.chain.chain, pay_node.chain.chain.rpc
         payment_id, refund_id = await self._approved(pay_node, merchant_account, PAYERS[5])
         before = chain.token_balance(PAYERS[5])
-        chain_sender.settings = chain_sender.settings.model_copy(update={"tx_receipt_timeout_s": 0.5})
-        chain_sender._senders.clear()
-        rpc.request("evm_setAutomine", [False])
-        try:
+        impatient(chain_sender)
+        with blocks_on_demand(rpc):
             await chain_sender.run_once()  # broadcast, not mined in time
             refund = (await refund_rows(pay_node, payment_id))[0]
             [send] = await refund_sends(pay_node, refund_id)
@@ -291,8 +308,6 @@ class TestExactlyOnce:
             assert send.status == "SENDING" and len(send.tx_hashes) == 1
             assert (await refund_rows(pay_node, payment_id))[0].status == "SUBMITTED"
             rpc.request("evm_mine", [])
-        finally:
-            rpc.request("evm_setAutomine", [True])
         await chain_sender.run_once()
         await pay_node.sync()
         [send] = await refund_sends(pay_node, refund_id)
@@ -311,8 +326,7 @@ class TestExactlyOnce:
         chain, rpc = pay_node.chain.chain, pay_node.chain.chain.rpc
         payment_id, refund_id = await self._approved(pay_node, merchant_account, PAYERS[6])
         before = chain.token_balance(PAYERS[6])
-        rpc.request("evm_setAutomine", [False])
-        try:
+        with blocks_on_demand(rpc):
             running = asyncio.create_task(chain_sender.run_once())
             for _ in range(200):  # until the transaction is out (recorded, then broadcast)
                 sends = await refund_sends(pay_node, refund_id)
@@ -326,8 +340,6 @@ class TestExactlyOnce:
             assert send.status == "SENDING" and len(send.tx_hashes) == 1
             assert (await refund_rows(pay_node, payment_id))[0].status == "SUBMITTED"
             rpc.request("evm_mine", [])
-        finally:
-            rpc.request("evm_setAutomine", [True])
         restarted = ChainSender(chain_sender.settings, pay_node.resources.db, rpc=chain_sender.rpc,
                                 artifacts=artifacts)
         await restarted.run_once()
@@ -346,10 +358,8 @@ class TestExactlyOnce:
         chain, rpc = pay_node.chain.chain, pay_node.chain.chain.rpc
         payment_id, refund_id = await self._approved(pay_node, merchant_account, PAYERS[7])
         before = chain.token_balance(PAYERS[7])
-        chain_sender.settings = chain_sender.settings.model_copy(update={"tx_receipt_timeout_s": 0.5})
-        chain_sender._senders.clear()
-        rpc.request("evm_setAutomine", [False])
-        try:
+        impatient(chain_sender)
+        with blocks_on_demand(rpc):
             await chain_sender.run_once()
             [send] = await refund_sends(pay_node, refund_id)
             for tx_hash in send.tx_hashes:
@@ -358,8 +368,6 @@ class TestExactlyOnce:
             await asyncio.sleep(0.5)
             rpc.request("evm_mine", [])
             await task
-        finally:
-            rpc.request("evm_setAutomine", [True])
         refund = (await refund_rows(pay_node, payment_id))[0]
         assert refund.status == "FAILED" and "dropped" in (refund.error or "")
         assert "refund.failed" in await refund_events(pay_node, payment_id)
@@ -370,7 +378,6 @@ class TestExactlyOnce:
                                                               {"amount": "4"})
         assert again.status_code == 201, again.text
 
-
     async def test_a_crash_after_a_dropped_transaction_is_known_still_fails_the_refund(
         self, pay_node: PaymentNode, merchant_account: MerchantAccount, chain_sender: ChainSender,
         artifacts: Artifacts,
@@ -379,10 +386,10 @@ class TestExactlyOnce:
         await chain_sender.run_once()  # what earlier tests left approved goes out first
         payment_id, refund_id = await self._approved(pay_node, merchant_account, PAYERS[8])
         before = chain.token_balance(PAYERS[8])
-        settings = chain_sender.settings.model_copy(update={"tx_receipt_timeout_s": 0.5})
-        dying = DiesBeforeApplying(settings, pay_node.resources.db, rpc=chain_sender.rpc, artifacts=artifacts)
-        rpc.request("evm_setAutomine", [False])
-        try:
+        impatient(chain_sender)
+        dying = DiesBeforeApplying(chain_sender.settings, pay_node.resources.db, rpc=chain_sender.rpc,
+                                   artifacts=artifacts)
+        with blocks_on_demand(rpc):
             await dying.run_once()
             [send] = await refund_sends(pay_node, refund_id)
             for tx_hash in send.tx_hashes:
@@ -392,8 +399,6 @@ class TestExactlyOnce:
             rpc.request("evm_mine", [])
             with pytest.raises(RuntimeError):
                 await task
-        finally:
-            rpc.request("evm_setAutomine", [True])
         [send] = await refund_sends(pay_node, refund_id)
         assert send.status == "DROPPED"
         restarted = ChainSender(chain_sender.settings, pay_node.resources.db, rpc=chain_sender.rpc,

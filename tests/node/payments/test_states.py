@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from indexer.follower import FinalityPolicy
 from node.bus import OutboxMessage
 from node.payments import onchain, states, tasks
 from node.payments.models import Payment
@@ -147,8 +146,7 @@ class TestLateMoneyOnAFailedPayment:
         await expire_now(pay_node, data["id"])
         assert (await row(pay_node, data["id"])).status == "failed"
 
-        pay_node.follower.policy = FinalityPolicy("depth", 5)
-        try:
+        async with pay_node.at_depth(5):
             await pay_node.sync()
             snapshot = chain.rpc.request("evm_snapshot")
             transfer(pay_node, PAYERS[3], data, 3 * UNIT)
@@ -170,9 +168,6 @@ class TestLateMoneyOnAFailedPayment:
             assert payload["state"] == "failed" and payload["status"] == "FAILED" and payload["revertedFrom"] == "late"
             for _ in range(6):
                 chain.mine()
-            await pay_node.sync()
-        finally:
-            pay_node.follower.policy = FinalityPolicy("depth", 0)
             await pay_node.sync()
 
         # the rest again, for good: late, held (not swept), accepted -> paid, then swept
@@ -203,8 +198,7 @@ class TestReorgs:
         chain = pay_node.chain.chain
         data = (await client.create_payment(amount="5")).json()["data"]
         await row(pay_node, data["id"])
-        pay_node.follower.policy = FinalityPolicy("depth", 3)
-        try:
+        async with pay_node.at_depth(3):
             first = transfer(pay_node, PAYERS[4], data, 2 * UNIT)
             for _ in range(4):
                 chain.mine()
@@ -225,9 +219,6 @@ class TestReorgs:
             assert payload["revertedFrom"] == "pending" and payload["lastTxHash"] == first["transactionHash"]
             types = await event_types(pay_node, data["id"])
             assert types.count("payment.underpaid") == 1  # not announced again
-        finally:
-            pay_node.follower.policy = FinalityPolicy("depth", 0)
-            await pay_node.sync()
 
 
 class TestBlockAndConfirmations:
