@@ -1,13 +1,18 @@
-"""Pure ASGI middleware (no BaseHTTPMiddleware: it costs a task per request)."""
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it costs a task per request), and the fast lane."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from node.errors import NodeError
 from node.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 log = structlog.get_logger("api.access")
@@ -41,14 +46,73 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            elapsed = time.perf_counter() - started
-            HTTP_REQUESTS.labels(scope["method"], path, str(status)).inc()
-            HTTP_LATENCY.labels(scope["method"], path).observe(elapsed)
-            if status >= 500:
-                log.warning("request", method=scope["method"], path=scope["path"], status=status,
-                            ms=round(elapsed * 1000, 1))
-            structlog.contextvars.unbind_contextvars("request_id")
+            _count(scope, getattr(route, "path", "unmatched"), status, started)
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+ErrorResponse = Callable[[int, str, str, "dict[str, str] | None"], Response]
+
+
+class FastLane:
+    """The busiest routes, served ahead of the framework's middleware and routing.
+
+    Under load, the eight layers around an endpoint (Starlette's error and exception middleware,
+    CORS, FastAPI's exit stack and body limit, the router, the route, ``RequestContext``) cost
+    about 10% of a payment creation's CPU. An endpoint here declares no dependencies and takes a
+    Starlette ``Request``; the lane gives it what those layers give it: the request id in the
+    logs and the answer, Prometheus counts, and the node's error shape for ``NodeError`` and for
+    anything unexpected (logged, 500). A request with an ``Origin`` (a browser's, which needs
+    CORS) takes the usual way, where the same endpoint is routed as well."""
+
+    def __init__(self, error_response: ErrorResponse) -> None:
+        self.routes: dict[tuple[str, str], Endpoint] = {}
+        self.error_response = error_response
+
+    def add(self, method: str, path: str, endpoint: Endpoint) -> None:
+        self.routes[(method, path)] = endpoint
+
+    def endpoint_for(self, scope: Scope) -> Endpoint | None:
+        if scope["type"] != "http":
+            return None
+        endpoint = self.routes.get((scope["method"], scope["path"]))
+        if endpoint is None or any(name == b"origin" for name, _ in scope["headers"]):
+            return None
+        return endpoint
+
+    async def serve(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = _incoming_request_id(scope) or uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        response: Response | None = None
+        try:
+            try:
+                response = await endpoint(Request(scope, receive))
+            except NodeError as exc:
+                response = self.error_response(exc.status, exc.code, exc.message, getattr(exc, "headers", None))
+            except Exception:
+                log.exception("unhandled error", path=scope["path"])
+                response = self.error_response(500, "INTERNAL_ERROR", "internal error", None)
+            response.raw_headers.append((b"x-request-id", request_id.encode()))
+            await response(scope, receive, send)
+        finally:
+            _count(scope, scope["path"], response.status_code if response is not None else 500, started)
+
+
+_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}  # labelled metrics: a lookup, not labels() each time
+
+
+def _count(scope: Scope, path: str, status: int, started: float) -> None:
+    elapsed = time.perf_counter() - started
+    key = (scope["method"], path, status)  # (the HTTP parser admits only the methods it knows)
+    children = _children.get(key)
+    if children is None:
+        children = _children[key] = (HTTP_REQUESTS.labels(key[0], path, str(status)), HTTP_LATENCY.labels(key[0], path))
+    children[0].inc()
+    children[1].observe(elapsed)
+    if status >= 500:
+        log.warning("request", method=scope["method"], path=scope["path"], status=status,
+                    ms=round(elapsed * 1000, 1))
+    structlog.contextvars.unbind_contextvars("request_id")
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import httpx
-from fastapi import APIRouter
+import pytest
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import text
 
 from api.app import create_app
 from api.deps import Session
+from node.auth.hmac_signing import MISSING_HEADERS
 from node.config import Settings
 from node.resources import Resources
 
@@ -88,6 +90,44 @@ class TestRequestId:
     async def test_a_callers_request_id_is_kept(self, client: httpx.AsyncClient) -> None:
         reply = await client.get("/healthz", headers={"X-Request-ID": "trace-abc-123"})
         assert reply.headers["x-request-id"] == "trace-abc-123"
+
+
+class TestFastLane:
+    """POST /v1/sdk/payments skips the framework's layers; what they give a client it gives too."""
+
+    async def test_an_error_has_the_node_shape_a_request_id_and_a_count(self, client: httpx.AsyncClient) -> None:
+        reply = await client.post("/v1/sdk/payments", content=b"{}", headers={"X-Request-ID": "lane-1"})
+        assert reply.status_code == 401
+        assert reply.json() == {"error": {"code": "UNAUTHORIZED", "message": MISSING_HEADERS}}
+        assert reply.headers["x-request-id"] == "lane-1"
+        assert reply.headers["content-type"] == "application/json"
+        metrics = (await client.get("/metrics")).text
+        assert 'openpay_http_requests_total{method="POST",route="/v1/sdk/payments",status="401"}' in metrics
+
+    async def test_a_browsers_request_gets_cors_headers_and_the_same_answer(self, client: httpx.AsyncClient) -> None:
+        plain = await client.post("/v1/sdk/payments", content=b"{}")
+        browser = await client.post("/v1/sdk/payments", content=b"{}", headers={"Origin": "https://shop.example"})
+        assert browser.status_code == plain.status_code == 401
+        assert browser.json() == plain.json()
+        assert browser.headers["access-control-allow-origin"] == "*"
+        assert "access-control-allow-origin" not in plain.headers
+        assert len(browser.headers["x-request-id"]) == 32
+
+    async def test_an_unexpected_failure_is_json_500_and_logged(self, settings: Settings, resources: Resources,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+        app = create_app(settings, resources)
+
+        async def boom(request: Request) -> Response:
+            raise RuntimeError("secret internals")
+
+        app.fast_lane.add("POST", "/boom", boom)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            reply = await http.post("/boom")
+        assert reply.status_code == 500
+        assert reply.json() == {"error": {"code": "INTERNAL_ERROR", "message": "internal error"}}
+        assert "secret internals" not in reply.text and len(reply.headers["x-request-id"]) == 32
+        assert "secret internals" in capsys.readouterr().out  # the traceback is the operator's
 
 
 class TestHealth:

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import asyncpg
+import orjson
 import pytest
 
 from node.db.group_insert import GroupInsert
@@ -25,13 +26,18 @@ async def pool(resources: Resources) -> asyncpg.Pool:
 
 
 def _insert() -> GroupInsert:
-    return GroupInsert(f"INSERT INTO {_TABLE} (tag, n, note) VALUES ($1, $2, $3)", max_rows=16)
+    return GroupInsert(f"INSERT INTO {_TABLE} (tag, n, note) SELECT tag, n, note "
+                       "FROM json_to_recordset($1::json) AS r(tag uuid, n int, note text)", max_rows=16)
+
+
+def _row(tag: uuid.UUID, n: int, note: str) -> bytes:
+    return orjson.dumps({"tag": tag, "n": n, "note": note})
 
 
 async def test_concurrent_rows_share_transactions_and_all_commit(pool: asyncpg.Pool) -> None:
     tag = uuid.uuid4()
     insert = _insert()
-    await asyncio.gather(*(insert.insert(pool, (tag, n, "ok")) for n in range(200)))
+    await asyncio.gather(*(insert.insert(pool, _row(tag, n, "ok")) for n in range(200)))
     rows = await pool.fetch(f"SELECT n, xid FROM {_TABLE} WHERE tag = $1", tag)
     assert sorted(r["n"] for r in rows) == list(range(200))
     # 200 callers arriving together: batches of at most 16, one transaction each
@@ -41,19 +47,19 @@ async def test_concurrent_rows_share_transactions_and_all_commit(pool: asyncpg.P
 
 async def test_a_lone_row_goes_at_once(pool: asyncpg.Pool) -> None:
     tag = uuid.uuid4()
-    await asyncio.wait_for(_insert().insert(pool, (tag, 1, "ok")), 0.5)  # not held to fill a batch
+    await asyncio.wait_for(_insert().insert(pool, _row(tag, 1, "ok")), 0.5)  # not held to fill a batch
     assert await pool.fetchval(f"SELECT count(*) FROM {_TABLE} WHERE tag = $1", tag) == 1
 
 
 async def test_a_bad_row_fails_only_its_own_caller(pool: asyncpg.Pool) -> None:
     tag = uuid.uuid4()
     insert = _insert()
-    await insert.insert(pool, (tag, 7, "first"))
+    await insert.insert(pool, _row(tag, 7, "first"))
     results = await asyncio.gather(
-        *(insert.insert(pool, (tag, n, "ok")) for n in range(10, 15)),
-        insert.insert(pool, (tag, 7, "dup")),  # primary key taken
-        insert.insert(pool, (tag, 20, "too long")),  # varchar(5)
-        *(insert.insert(pool, (tag, n, "ok")) for n in range(30, 35)),
+        *(insert.insert(pool, _row(tag, n, "ok")) for n in range(10, 15)),
+        insert.insert(pool, _row(tag, 7, "dup")),  # primary key taken
+        insert.insert(pool, _row(tag, 20, "too long")),  # varchar(5)
+        *(insert.insert(pool, _row(tag, n, "ok")) for n in range(30, 35)),
         return_exceptions=True)
     assert [type(r) for r in results] == [type(None)] * 5 + [
         asyncpg.UniqueViolationError, asyncpg.StringDataRightTruncationError] + [type(None)] * 5
@@ -65,7 +71,7 @@ async def test_a_bad_row_fails_only_its_own_caller(pool: asyncpg.Pool) -> None:
 async def test_a_cancelled_caller_does_not_disturb_the_others(pool: asyncpg.Pool) -> None:
     tag = uuid.uuid4()
     insert = _insert()
-    calls = [asyncio.ensure_future(insert.insert(pool, (tag, n, "ok"))) for n in range(8)]
+    calls = [asyncio.ensure_future(insert.insert(pool, _row(tag, n, "ok"))) for n in range(8)]
     await asyncio.sleep(0)
     calls[3].cancel()
     results = await asyncio.gather(*calls, return_exceptions=True)
@@ -81,7 +87,7 @@ async def test_an_unreachable_database_fails_every_waiting_caller() -> None:
     try:
         insert = _insert()
         results = await asyncio.wait_for(asyncio.gather(
-            *(insert.insert(pool, (uuid.uuid4(), n, "ok")) for n in range(5)), return_exceptions=True), 10)
+            *(insert.insert(pool, _row(uuid.uuid4(), n, "ok")) for n in range(5)), return_exceptions=True), 10)
         assert all(isinstance(r, OSError) for r in results), results
     finally:
         await pool.close()
