@@ -28,11 +28,8 @@ from redis.exceptions import ConnectionError, NoScriptError, RedisError, Respons
 
 
 def _command(*parts: bytes | str | int) -> bytes:
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        data = part if isinstance(part, bytes) else str(part).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
+    command: bytes = hiredis.pack_command(parts)  # type: ignore[arg-type]  # (its stub reads a 1-tuple)
+    return command
 
 
 class _Protocol(asyncio.Protocol):
