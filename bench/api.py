@@ -1,7 +1,10 @@
 """API benchmark: payment creation through the HMAC SDK route beside a bare FastAPI endpoint.
 
-    .venv/bin/python bench/api.py [--duration 10] [--rounds 3] [--connections 64] [--api-workers 1]
+    .venv/bin/python bench/api.py [--duration 10] [--rounds 5] [--connections 32] [--api-workers 2]
                                   [--loaders 1] [--profile out.prof]
+
+The defaults are the figures' run: two API processes (one per core, as the API scales) and 32
+connections in flight (16 per process: PostgreSQL takes the payments in batches of about eight).
 
 Starts embedded PostgreSQL, Redis, NATS and anvil (contracts deployed), migrates, creates a
 merchant with a test key (node.merchants services) and a USDT/LKR rate, and raises the `api`
@@ -414,11 +417,11 @@ def orchestrate(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
-    parser.add_argument("--rounds", type=int, default=3, help="bare and API runs, alternating")
+    parser.add_argument("--rounds", type=int, default=5, help="bare and API runs, alternating")
     parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--loaders", type=int, default=1, help="load generator processes")
-    parser.add_argument("--api-workers", type=int, default=1, help="API processes (one uvicorn worker each)")
+    parser.add_argument("--api-workers", type=int, default=2, help="API processes (one uvicorn worker each)")
     parser.add_argument("--bare-workers", type=int, default=1)
     parser.add_argument("--profile", help="profile the API process (pyinstrument) into this text file")
     parser.add_argument("--serve", help=argparse.SUPPRESS)

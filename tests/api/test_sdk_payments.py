@@ -207,6 +207,25 @@ class TestCreate:
         assert listed["meta"] == {"total": 1, "page": 1, "perPage": 500}
 
 
+    async def test_any_text_is_stored_and_announced_as_sent(self, pay_node: PaymentNode,
+                                                           merchant_account: MerchantAccount) -> None:
+        """A new payment travels to PostgreSQL as JSON: quotes, backslashes, text that looks like an
+        escape, control characters and any script come back as they were sent."""
+        client = sdk(pay_node, merchant_account)
+        tricky = 'say "hi" \\ \\x41 \\u0041 %s $1 \n\t ශ්‍රී ලංකා 🍵 </script> \u2028'
+        created = (await client.create_payment(
+            amount="0.000001", merchantTradeNo='T-"1"\\', customerEmail="Ünïcode@Example.com", description=tricky,
+            customerBilling={"firstName": tricky, "city": "Kandy"}, goods=[{"name": tricky, "mccCode": "5499"}],
+        )).json()["data"]
+        assert created["merchantTradeNo"] == 'T-"1"\\' and created["amountUsdt"] == "0.000001"
+        assert created["customerBilling"]["firstName"] == tricky and created["goods"][0]["name"] == tricky
+        assert created["customerEmail"] == "ünïcode@example.com"
+        assert (await client.get_payment(created["id"])).json()["data"] == created
+        stored = await row(pay_node, created["id"])
+        assert stored.description == tricky.strip() and stored.amount_units == 10**12
+        (announced,) = [m for m in await events_for(pay_node, created["id"]) if m.type == "payment.initiated"]
+        assert announced.payload == created
+
     async def test_default_expiry_is_15_minutes_and_order_expire_time_is_the_deadline(
         self, pay_node: PaymentNode, merchant_account: MerchantAccount,
     ) -> None:
