@@ -215,7 +215,7 @@ _TEXT_COLUMNS = tuple(c for c in _PAYMENT_COLUMNS if isinstance(Payment.__table_
 def _record_definition() -> str:
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     types = [f"{c} {Payment.__table__.c[c].type.compile(dialect=dialect)}" for c in _PAYMENT_COLUMNS]
-    return ", ".join((*types, "message_id uuid", "payload jsonb"))
+    return ", ".join((*types, "message_id uuid", "payload json"))
 
 
 _INSERT_ANNOUNCED = GroupInsert(
