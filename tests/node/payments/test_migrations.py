@@ -1,5 +1,6 @@
-"""The payments migrations create exactly what the models say (payments_0002's ``deposited_final``
-and the sweeper's partial index on it included)."""
+"""The payments and bus migrations create exactly what the models say (payments_0002's
+``deposited_final`` and the sweeper's partial index on it, payments_0005's partial customer index and
+bus_0001's JSON payloads included)."""
 
 from __future__ import annotations
 
@@ -29,13 +30,14 @@ class TestMigrations:
         def compare(connection: Connection) -> list[Any]:
             context = MigrationContext.configure(connection, opts={
                 "include_schemas": True, "compare_type": True,
-                "include_name": lambda name, kind, parent: kind != "schema" or name == "payments",
+                "include_name": lambda name, kind, parent: kind != "schema" or name in ("payments", "bus"),
             })
             return list(compare_metadata(context, Base.metadata))
 
         async with resources.db.engine.connect() as connection:
             diffs = await connection.run_sync(compare)
-        mine = [d for d in diffs if any(_schema_of(i) == "payments" for i in (d if isinstance(d, list) else [d]))]
+        mine = [d for d in diffs
+                if any(_schema_of(i) in ("payments", "bus") for i in (d if isinstance(d, list) else [d]))]
         assert mine == [], mine
 
     async def test_the_sweepers_index_is_on_what_waits_at_deposit_addresses(self, resources: Resources) -> None:
@@ -48,3 +50,23 @@ class TestMigrations:
                 "AND table_name = 'payments' AND column_name = 'deposited_final'"))).scalar_one()
         assert "WHERE (deposited_final > swept)" in definition
         assert default == "0"  # the API's hot-path insert does not name the column
+
+    async def test_the_customer_index_holds_payments_with_an_email_and_serves_the_risk_count(
+            self, resources: Resources) -> None:
+        from node.payments.service import _CUSTOMER_RISK_SQL
+
+        pool = await resources.db.driver_pool()
+        async with pool.acquire() as connection:
+            definition = await connection.fetchval(
+                "SELECT indexdef FROM pg_indexes WHERE schemaname = 'payments' AND indexname = 'ix_payments_customer'")
+            async with connection.transaction():
+                await connection.execute("SET LOCAL enable_seqscan = off")
+                plan = "\n".join(r[0] for r in await connection.fetch(
+                    "EXPLAIN " + _CUSTOMER_RISK_SQL.replace("$1", "gen_random_uuid()").replace("$2", "'a@b.lk'")
+                    .replace("$3", "'test'")))
+            payload_type = await connection.fetchval(
+                "SELECT data_type FROM information_schema.columns WHERE table_schema = 'bus' "
+                "AND table_name = 'outbox' AND column_name = 'payload'")
+        assert "WHERE (customer_email IS NOT NULL)" in definition
+        assert "ix_payments_customer" in plan
+        assert payload_type == "json"
