@@ -57,7 +57,7 @@ async def create_payment(request: Request, session: Session, settings: Settings,
     async def run() -> tuple[int, dict[str, Any]]:
         body = parse_payment_request(await json_body(request))
         created = await service.create_payment(session, settings, principal, body, source="API", sole_write=True)
-        return 201, {"data": created.wire_json}
+        return 201, {"data": created.wire}
 
     return await idempotent(request, session, principal, "payments", run)
 

@@ -31,7 +31,7 @@ async def create_payment(request: Request) -> JSON:
             body = parse_payment_request(await json_body(request))
             created = await service.create_payment(session, settings, principal, body, source="SDK",
                                                    sole_write=True)
-            return 201, {"data": created.wire_json}
+            return 201, {"data": created.wire}
 
         response = await idempotent(request, session, principal, "sdk.payments", run)
     if decision is not None:

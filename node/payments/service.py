@@ -249,8 +249,7 @@ def _uuid_text(value: Any) -> str:
 
 class Created(NamedTuple):
     payment: Payment
-    wire: dict[str, Any]  # its wire object, as announced
-    wire_json: orjson.Fragment  # the same, rendered once: for the answer
+    wire: orjson.Fragment  # its wire object, rendered once for the announcement and the answer
 
 
 async def create(session: AsyncSession, settings: Settings, principal: MerchantPrincipal, request: PaymentRequest,
@@ -344,15 +343,14 @@ async def create_payment(session: AsyncSession, settings: Settings, principal: M
     # second insert; the returned object is detached, its fields are what was stored (the
     # creation's answer equals the stored payment's GET: tests/api/test_sdk_payments.py)
     payment = _transient(values)
-    wire = payment_object(cast(Payment, _PlainFields(values)), settings.public_url)  # reads fields only
-    wire_json = orjson.Fragment(orjson.dumps(wire))
-    record = _record(values, wire_json)
+    wire = orjson.Fragment(orjson.dumps(payment_object(cast(Payment, _PlainFields(values)), settings.public_url)))
+    record = _record(values, wire)
     if pool is not None:
         await _INSERT_ANNOUNCED.insert(pool, record)
     else:
         await _INSERT_ANNOUNCED.insert_in(await driver_connection(session), record)
     merchant_stats.add(units)
-    return Created(payment, wire, wire_json)
+    return Created(payment, wire)
 
 
 Reads = Callable[[], AbstractAsyncContextManager[asyncpg.Connection]]  # a connection for the occasional read
