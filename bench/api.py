@@ -286,14 +286,14 @@ def run_load(url: str, path: str, credential: str | None, args: argparse.Namespa
     return {"cpu": {role: seconds / (args.duration - 2) for role, seconds in cpu.items()},
             "rps": len(latencies) / args.duration, "p50": percentile(latencies, 50),
             "p90": percentile(latencies, 90), "p99": percentile(latencies, 99), "max": max(latencies, default=0.0),
-            "n": len(latencies), "errors": errors}
+            "n": len(latencies), "slow": sum(1 for ms in latencies if ms > 100), "errors": errors}
 
 
 def report(name: str, r: dict[str, Any]) -> str:
     per_request = ", ".join(f"{role} {1000 * share / r['rps']:.3f}" for role, share in
                             sorted(r["cpu"].items(), key=lambda kv: -kv[1]) if share > 0.005) if r["rps"] else ""
     return (f"{name:<34} {r['rps']:>9,.0f} req/s   p50 {r['p50']:6.1f}  p90 {r['p90']:6.1f}  p99 {r['p99']:6.1f}  "
-            f"max {r['max']:6.1f} ms   ({r['n']:,} ok, errors {r['errors'] or 0})\n"
+            f"max {r['max']:6.1f} ms   ({r['n']:,} ok, {r['slow']} over 100 ms, errors {r['errors'] or 0})\n"
             f"{'':<36}CPU ms per request: {per_request}; cores busy {sum(r['cpu'].values()):.2f}")
 
 
