@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from api.errors import error_response, install_error_handlers
+from api.errors import install_error_handlers
 from api.middleware import FastLane, RequestContext
 from api.routes import admin, api_keys, auth, branches, health, merchants, users
 from api.routes import exchange as exchange_routes
@@ -79,7 +79,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> NodeAP
     # plain Starlette route ahead of all: it declares no dependencies, and FastAPI's request
     # handling around it (dependency solving, three wrapper layers) cost ~50 us of its ~600 us;
     # the FastAPI route behind it stays for the OpenAPI document
-    app.fast_lane = FastLane(error_response)
+    app.fast_lane = FastLane()
     app.fast_lane.add("POST", "/v1/sdk/payments", sdk_payments.create_payment)
     app.router.routes.insert(0, Route("/v1/sdk/payments", sdk_payments.create_payment, methods=["POST"]))
     for payments_router in (sdk_payments.router, payment_routes.router, sdk_checkout.router, link_routes.router,

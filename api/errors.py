@@ -33,16 +33,27 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
     return "VALIDATION_ERROR", f"{where}: {detail}" if where else detail
 
 
+def client_error_response(exc: NodeError | StarletteHTTPException) -> JSON:
+    """The answer to a request the node refuses: a ``NodeError`` or an HTTP exception."""
+    if isinstance(exc, NodeError):
+        return error_response(exc.status, exc.code, exc.message, getattr(exc, "headers", None))
+    code = HTTP_CODES.get(exc.status_code, "ERROR")
+    message = {404: "route not found", 405: "method not allowed"}.get(exc.status_code, str(exc.detail))
+    return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+
+
+def internal_error_response() -> JSON:
+    return error_response(500, "INTERNAL_ERROR", "internal error")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NodeError)
     async def node_error(request: Request, exc: NodeError) -> JSON:
-        return error_response(exc.status, exc.code, exc.message, getattr(exc, "headers", None))
+        return client_error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSON:
-        code = HTTP_CODES.get(exc.status_code, "ERROR")
-        message = {404: "route not found", 405: "method not allowed"}.get(exc.status_code, str(exc.detail))
-        return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+        return client_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSON:
@@ -52,4 +63,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSON:
         log.exception("unhandled error", path=request.url.path)
-        return error_response(500, "INTERNAL_ERROR", "internal error")
+        return internal_error_response()

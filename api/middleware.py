@@ -8,10 +8,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import client_error_response, internal_error_response
 from node.errors import NodeError
 from node.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
@@ -50,7 +52,6 @@ class RequestContext:
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
-ErrorResponse = Callable[[int, str, str, "dict[str, str] | None"], Response]
 
 
 class FastLane:
@@ -60,13 +61,12 @@ class FastLane:
     CORS, FastAPI's exit stack and body limit, the router, the route, ``RequestContext``) cost
     about 10% of a payment creation's CPU. An endpoint here declares no dependencies and takes a
     Starlette ``Request``; the lane gives it what those layers give it: the request id in the
-    logs and the answer, Prometheus counts, and the node's error shape for ``NodeError`` and for
-    anything unexpected (logged, 500). A request with an ``Origin`` (a browser's, which needs
+    logs and the answer, Prometheus counts, and the node's error shape for ``NodeError``, HTTP
+    exceptions and anything unexpected (logged, 500). A request with an ``Origin`` (a browser's, which needs
     CORS) takes the usual way, where the same endpoint is routed as well."""
 
-    def __init__(self, error_response: ErrorResponse) -> None:
+    def __init__(self) -> None:
         self.routes: dict[tuple[str, str], Endpoint] = {}
-        self.error_response = error_response
 
     def add(self, method: str, path: str, endpoint: Endpoint) -> None:
         self.routes[(method, path)] = endpoint
@@ -87,11 +87,11 @@ class FastLane:
         try:
             try:
                 response = await endpoint(Request(scope, receive))
-            except NodeError as exc:
-                response = self.error_response(exc.status, exc.code, exc.message, getattr(exc, "headers", None))
+            except (NodeError, HTTPException) as exc:
+                response = client_error_response(exc)
             except Exception:
                 log.exception("unhandled error", path=scope["path"])
-                response = self.error_response(500, "INTERNAL_ERROR", "internal error", None)
+                response = internal_error_response()
             response.raw_headers.append((b"x-request-id", request_id.encode()))
             await response(scope, receive, send)
         finally:

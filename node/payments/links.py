@@ -273,8 +273,9 @@ def payment_request(link: PaymentLink, amount_raw: Any, quantity_raw: Any, email
     request.expires_in_minutes = link.order_expire_minutes
     request.description = link.description
     request.goods = [{"name": link.name, "description": f"Qty: {quantity}"}]
+    email = email.strip().lower() if email else None  # lower case can lengthen it ("İ"): measured after
     if email and "@" in email and len(email) <= 320:
-        request.customer_email = email.strip().lower()
+        request.customer_email = email
     return request
 
 

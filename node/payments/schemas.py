@@ -178,9 +178,13 @@ def parse_payment_request(raw: Any, *, default_currency: str = "USDT",
     request.success_url = _url(body, "successurl")
     request.cancel_url = _url(body, "cancelurl")
     email = _text(body, "customeremail", 320)
-    if email is not None and ("@" not in email or len(email) < 3):
-        raise ValidationFailed("invalid payment data: customerEmail is not an e-mail address")
-    request.customer_email = email.lower() if email else None
+    if email is not None:
+        email = email.lower()  # (which can lengthen it: "İ" is two characters in lower case)
+        if "@" not in email or len(email) < 3:
+            raise ValidationFailed("invalid payment data: customerEmail is not an e-mail address")
+        if len(email) > 320:
+            raise ValidationFailed("invalid payment data: customeremail is too long")
+    request.customer_email = email
     branch = _text(body, "branchid", 64)
     if branch is not None:
         try:
@@ -202,8 +206,8 @@ def parse_payment_request(raw: Any, *, default_currency: str = "USDT",
         request.customer_billing = {k: str(v)[:300] for k, v in billing.items()
                                     if k in ("firstName", "lastName", "email", "phone", "address")
                                     and isinstance(v, str | int)}
-        for k, v in request.customer_billing.items():
-            _no_nul(v, f"customerBilling.{k}")
+        for k in request.customer_billing:
+            _no_nul(str(billing[k]), f"customerBilling.{k}")  # all of it: the e-mail below is taken from past 300
         if request.customer_email is None and isinstance(billing.get("email"), str) and "@" in billing["email"]:
             request.customer_email = billing["email"].strip().lower()[:320]
     goods = body.get("goods")

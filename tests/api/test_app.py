@@ -7,6 +7,7 @@ import pytest
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import text
+from starlette.exceptions import HTTPException
 
 from api.app import create_app
 from api.deps import Session
@@ -112,6 +113,19 @@ class TestFastLane:
         assert browser.headers["access-control-allow-origin"] == "*"
         assert "access-control-allow-origin" not in plain.headers
         assert len(browser.headers["x-request-id"]) == 32
+
+    async def test_an_http_exception_keeps_its_status_and_headers(self, settings: Settings,
+                                                                  resources: Resources) -> None:
+        app = create_app(settings, resources)
+
+        async def too_large(request: Request) -> Response:
+            raise HTTPException(413, "request body too large", headers={"Connection": "close"})
+
+        app.fast_lane.add("POST", "/too-large", too_large)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            reply = await http.post("/too-large")
+        assert reply.status_code == 413 and reply.headers["connection"] == "close"
+        assert reply.json() == {"error": {"code": "PAYLOAD_TOO_LARGE", "message": "request body too large"}}
 
     async def test_an_unexpected_failure_is_json_500_and_logged(self, settings: Settings, resources: Resources,
                                                               capsys: pytest.CaptureFixture[str]) -> None:

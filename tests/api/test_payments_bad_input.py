@@ -46,6 +46,11 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("expiresInMinutes a boolean", {"expiresInMinutes": True}, VALIDATION),
     ("NUL in customerBilling", {"customerBilling": {"firstName": "Ann" + NUL}}, VALIDATION),
     ("NUL in customerBilling.email", {"customerBilling": {"email": f"a{NUL}@b.example"}}, VALIDATION),
+    # the stored billing fields are cut at 300 characters, the e-mail taken from them at 320
+    ("NUL past 300 characters of customerBilling.email",
+     {"customerBilling": {"email": "a" * 301 + NUL + "@b.example"}}, VALIDATION),
+    ("customerEmail past 320 characters once in lower case", {"customerEmail": "İ" * 200 + "@b.example"},
+     VALIDATION),
     ("customerBilling a list", {"customerBilling": ["Ann"]}, VALIDATION),
     ("NUL in goods", {"goods": [{"name": "tea" + NUL, "description": "x"}]}, VALIDATION),
     ("NUL in goods.mccCode", {"goods": [{"name": "tea", "mccCode": NUL}]}, VALIDATION),
@@ -386,6 +391,9 @@ class TestLinks:
         assert await stored(pay_node, shop.merchant_id) == before
         made = await visitor.post(f"/pay/{custom['slug']}", data={"amount": "100.5", "email": "Ann@Buyer.example"})
         assert made.status_code == 303, made.text[:300]
+        # an e-mail that lower case makes longer than 320 characters is left out, as a longer one is
+        longer = await visitor.post(f"/pay/{custom['slug']}", data={"amount": "100", "email": "İ" * 200 + "@b.lk"})
+        assert longer.status_code == 303, longer.text[:300]
 
     async def test_the_link_page_shows_amounts_as_written(
             self, pay_node: PaymentNode, shop: MerchantAccount, visitor: httpx.AsyncClient) -> None:

@@ -1,4 +1,4 @@
-"""bus: outbox payloads as JSON text, not JSONB
+r"""bus: outbox payloads as JSON text, not JSONB
 
 Revision ID: bus_0001
 Revises: 0001
@@ -8,6 +8,9 @@ Nothing queries inside an outbox message: the relay reads it whole and publishes
 and rebuilt every payload on insert, about 18 us of PostgreSQL's CPU for a payment's 1.5 kB
 announcement (a third of the payment insert). ``json`` only checks it. The table holds unpublished
 messages and those published within the retention, so the rewrite is short.
+
+Downgrading fails on a payload that holds a ``\u0000`` escape, which ``json`` accepts and ``jsonb``
+refuses: delete such messages (``WHERE payload::text LIKE '%\\u0000%'``) once they are published.
 """
 
 from collections.abc import Sequence
