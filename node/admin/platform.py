@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from node.admin import audit
 from node.admin.models import LegalAcceptance, LegalDocument, PlatformSetting, PlatformSettingChange
 from node.auth.context import RequestMeta
+from node.db.paging import page
 from node.errors import NotFound, ValidationFailed
 
 # known settings and their defaults (the original's: fees 1.5 / 0.5 %, min withdrawal 10, settlement 3 days)
@@ -119,6 +120,4 @@ async def audit_entries(session: AsyncSession, *, merchant_id: uuid.UUID | None 
         query = query.where(AuditLog.merchant_id == merchant_id)
     if action:
         query = query.where(AuditLog.action == action)
-    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    rows = (await session.execute(query.order_by(AuditLog.id.desc()).offset(offset).limit(limit))).scalars()
-    return list(rows), total
+    return await page(session, query, AuditLog.id.desc(), offset=offset, limit=limit)

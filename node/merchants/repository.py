@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from node.db.paging import page
 from node.merchants.models import ApiKey, Branch, Director, Document, Merchant, User
 
 
@@ -175,9 +176,7 @@ async def list_merchants(
     if search:
         pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(Merchant.business_name.ilike(pattern) | Merchant.email.ilike(pattern))
-    total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
-    rows = (await session.execute(query.order_by(Merchant.created_at.desc()).offset(offset).limit(limit))).scalars()
-    return list(rows), total
+    return await page(session, query, Merchant.created_at.desc(), offset=offset, limit=limit)
 
 
 async def update_fields(session: AsyncSession, obj: Any, values: dict[str, Any]) -> dict[str, Any]:

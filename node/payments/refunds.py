@@ -32,6 +32,7 @@ from chain.events import Refunded
 from node.auth.context import RequestMeta
 from node.bus import announce
 from node.config import Settings
+from node.db.paging import page
 from node.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from node.money import format_units
 from node.payments.models import REFUNDS_IN_FLIGHT, Payment, Receipt, Refund
@@ -201,9 +202,7 @@ async def list_for_review(session: AsyncSession, *, status: str | None, offset: 
     query = select(Refund)
     if status:
         query = query.where(Refund.status == status.upper())
-    total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
-    rows = (await session.execute(query.order_by(Refund.created_at.desc()).offset(offset).limit(limit))).scalars()
-    return list(rows), int(total)
+    return await page(session, query, Refund.created_at.desc(), offset=offset, limit=limit)
 
 
 async def decide(session: AsyncSession, refund_id: uuid.UUID, *, approve: bool, admin_id: uuid.UUID,

@@ -25,6 +25,7 @@ from node.admin.platform import get_settings
 from node.auth.context import RequestMeta
 from node.bus import announce
 from node.config import Settings
+from node.db.paging import page
 from node.merchants import service as merchants
 from node.money import InvalidAmount as MoneyInvalid
 from node.money import format_units, parse_decimal, to_base_units
@@ -303,9 +304,7 @@ async def list_withdrawals(session: AsyncSession, *, merchant_id: uuid.UUID | No
         query = query.where(Withdrawal.merchant_id == merchant_id)
     if status:
         query = query.where(Withdrawal.status == status.upper())
-    total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
-    rows = (await session.execute(query.order_by(Withdrawal.created_at.desc()).offset(offset).limit(limit))).scalars()
-    return list(rows), int(total)
+    return await page(session, query, Withdrawal.created_at.desc(), offset=offset, limit=limit)
 
 
 async def decide_withdrawal(session: AsyncSession, withdrawal_id: uuid.UUID, *, approve: bool, admin_id: uuid.UUID,
@@ -550,9 +549,7 @@ async def list_batches(session: AsyncSession, *, merchant_id: uuid.UUID | None =
         query = query.where(SettlementBatch.merchant_id == merchant_id)
     if status:
         query = query.where(SettlementBatch.status == status.upper())
-    total = (await session.execute(select(func.count()).select_from(query.subquery()))).scalar_one()
-    rows = (await session.execute(query.order_by(SettlementBatch.created_at.desc()).offset(offset).limit(limit)))
-    return list(rows.scalars()), int(total)
+    return await page(session, query, SettlementBatch.created_at.desc(), offset=offset, limit=limit)
 
 
 async def record_bank_payout(session: AsyncSession, batch_id: uuid.UUID, *, bank_reference: str, paid_on: date,
