@@ -280,19 +280,32 @@ def impatient(sender: ChainSender) -> None:
 
 
 class TestExactlyOnce:
-    async def _approved(self, node: PaymentNode, account: MerchantAccount, payer: str) -> tuple[str, str]:
+    async def _approved(self, node: PaymentNode, account: MerchantAccount, payer: str) -> tuple[str, str, int]:
+        """A paid payment with an approved refund of 4 to ``payer``: (payment id, refund id, the payer's
+        balance before the refund)."""
         data = await paid(node, account, payer)
         made = await sdk(node, account).request("POST", f"/v1/payments/{data['id']}/refunds", {"amount": "4"})
         assert made.status_code == 201 and made.json()["data"]["status"] == "APPROVED", made.text
         await refund_status(node, data["id"], "APPROVED")
-        return data["id"], made.json()["data"]["id"]
+        return data["id"], made.json()["data"]["id"], node.chain.chain.token_balance(payer)
+
+    async def _refunded_once(self, node: PaymentNode, payment_id: str, refund_id: str, payer: str,
+                             before: int) -> None:
+        """One transaction was sent and mined, the refund is COMPLETED with it, the payer got 4 back."""
+        await node.sync()
+        [send] = await refund_sends(node, refund_id)
+        assert send.status == "MINED" and len(send.tx_hashes) == 1 and send.mined_tx_hash == send.tx_hashes[0]
+        refund = (await refund_rows(node, payment_id))[0]
+        assert refund.status == "COMPLETED" and refund.tx_hash == send.mined_tx_hash
+        assert node.chain.chain.token_balance(payer) - before == 4 * UNIT
+        payment = await row(node, payment_id)
+        assert payment.status == "partially_refunded" and payment.refunded_units == 4 * UNIT
 
     async def test_a_timeout_leaves_the_refund_in_flight_and_nothing_is_sent_twice(
         self, pay_node: PaymentNode, merchant_account: MerchantAccount, chain_sender: ChainSender,
     ) -> None:
-        chain, rpc = pay_node.chain.chain, pay_node.chain.chain.rpc
-        payment_id, refund_id = await self._approved(pay_node, merchant_account, PAYERS[5])
-        before = chain.token_balance(PAYERS[5])
+        rpc = pay_node.chain.chain.rpc
+        payment_id, refund_id, before = await self._approved(pay_node, merchant_account, PAYERS[5])
         impatient(chain_sender)
         with blocks_on_demand(rpc):
             await chain_sender.run_once()  # broadcast, not mined in time
@@ -309,23 +322,15 @@ class TestExactlyOnce:
             assert (await refund_rows(pay_node, payment_id))[0].status == "SUBMITTED"
             rpc.request("evm_mine", [])
         await chain_sender.run_once()
-        await pay_node.sync()
-        [send] = await refund_sends(pay_node, refund_id)
-        assert send.status == "MINED" and send.mined_tx_hash == send.tx_hashes[0]
-        refund = (await refund_rows(pay_node, payment_id))[0]
-        assert refund.status == "COMPLETED" and refund.tx_hash == send.mined_tx_hash
-        assert chain.token_balance(PAYERS[5]) - before == 4 * UNIT
-        payment = await row(pay_node, payment_id)
-        assert payment.status == "partially_refunded" and payment.refunded_units == 4 * UNIT
+        await self._refunded_once(pay_node, payment_id, refund_id, PAYERS[5], before)
         assert (await refund_events(pay_node, payment_id)).count("refund.submitted") == 1
 
     async def test_a_crash_after_broadcast_and_a_restart_send_nothing_twice(
         self, pay_node: PaymentNode, merchant_account: MerchantAccount, chain_sender: ChainSender,
         artifacts: Artifacts,
     ) -> None:
-        chain, rpc = pay_node.chain.chain, pay_node.chain.chain.rpc
-        payment_id, refund_id = await self._approved(pay_node, merchant_account, PAYERS[6])
-        before = chain.token_balance(PAYERS[6])
+        rpc = pay_node.chain.chain.rpc
+        payment_id, refund_id, before = await self._approved(pay_node, merchant_account, PAYERS[6])
         with blocks_on_demand(rpc):
             running = asyncio.create_task(chain_sender.run_once())
             for _ in range(200):  # until the transaction is out (recorded, then broadcast)
@@ -344,20 +349,13 @@ class TestExactlyOnce:
                                 artifacts=artifacts)
         await restarted.run_once()
         await restarted.run_once()
-        await pay_node.sync()
-        [send] = await refund_sends(pay_node, refund_id)
-        assert send.status == "MINED" and len(send.tx_hashes) == 1
-        assert (await refund_rows(pay_node, payment_id))[0].status == "COMPLETED"
-        assert chain.token_balance(PAYERS[6]) - before == 4 * UNIT
-        payment = await row(pay_node, payment_id)
-        assert payment.status == "partially_refunded" and payment.refunded_units == 4 * UNIT
+        await self._refunded_once(pay_node, payment_id, refund_id, PAYERS[6], before)
 
     async def test_a_dropped_transaction_fails_the_refund_and_frees_its_amount(
         self, pay_node: PaymentNode, merchant_account: MerchantAccount, chain_sender: ChainSender,
     ) -> None:
         chain, rpc = pay_node.chain.chain, pay_node.chain.chain.rpc
-        payment_id, refund_id = await self._approved(pay_node, merchant_account, PAYERS[7])
-        before = chain.token_balance(PAYERS[7])
+        payment_id, refund_id, before = await self._approved(pay_node, merchant_account, PAYERS[7])
         impatient(chain_sender)
         with blocks_on_demand(rpc):
             await chain_sender.run_once()
@@ -384,8 +382,7 @@ class TestExactlyOnce:
     ) -> None:
         chain, rpc = pay_node.chain.chain, pay_node.chain.chain.rpc
         await chain_sender.run_once()  # what earlier tests left approved goes out first
-        payment_id, refund_id = await self._approved(pay_node, merchant_account, PAYERS[8])
-        before = chain.token_balance(PAYERS[8])
+        payment_id, refund_id, before = await self._approved(pay_node, merchant_account, PAYERS[8])
         impatient(chain_sender)
         dying = DiesBeforeApplying(chain_sender.settings, pay_node.resources.db, rpc=chain_sender.rpc,
                                    artifacts=artifacts)
