@@ -62,8 +62,8 @@ class FastLane:
     about 10% of a payment creation's CPU. An endpoint here declares no dependencies and takes a
     Starlette ``Request``; the lane gives it what those layers give it: the request id in the
     logs and the answer, Prometheus counts, and the node's error shape for ``NodeError``, HTTP
-    exceptions and anything unexpected (logged, 500). A request with an ``Origin`` (a browser's, which needs
-    CORS) takes the usual way, where the same endpoint is routed as well."""
+    exceptions and anything unexpected (logged, 500). A request with an ``Origin`` (a browser's,
+    which needs CORS) takes the usual way, where the same endpoint is routed as well."""
 
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], Endpoint] = {}
