@@ -26,7 +26,7 @@ from node.auth.principal import MerchantPrincipal
 from node.config import Settings as NodeSettings
 from node.errors import Conflict, NodeError, NotFound, ValidationFailed
 from node.merchants import service as merchants
-from node.money import format_decimal, format_units, parse_decimal, to_base_units
+from node.money import format_decimal, format_units
 from node.payments import onchain, refunds, service, states, tasks
 from node.payments.models import Payment
 from node.payments.schemas import (
@@ -39,6 +39,8 @@ from node.payments.schemas import (
     wire_status,
 )
 from node.resources import Resources as NodeResources
+from node.settlement.errors import InvalidAmount
+from node.settlement.service import parse_amount as parse_usdt_amount
 
 router = APIRouter(tags=["payments"])
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).resolve().parents[1] / "templates"))
@@ -189,13 +191,10 @@ async def create_refund(paymentId: str, request: Request, session: Session, sett
             raw = body["amount"]
             if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
                 raise ValidationFailed("amount must be a decimal USDT amount")
-            try:
-                value = parse_decimal(str(raw))
-            except ValueError as exc:
-                raise ValidationFailed("amount must be a decimal USDT amount") from exc
-            amount = to_base_units(value)
-            if amount <= 0:
-                raise ValidationFailed("amount must be positive")
+            try:  # (what settlement takes: no digit past the 18th is dropped silently)
+                amount = parse_usdt_amount(str(raw))
+            except InvalidAmount as exc:
+                raise ValidationFailed(exc.message) from None
         to = body.get("toAddress")
         if to is not None and not isinstance(to, str):
             raise ValidationFailed("toAddress must be a string")

@@ -14,5 +14,7 @@ async def page(session: AsyncSession, query: Select[T], order_by: Any, *, offset
                ) -> tuple[list[T], int]:
     """``query``'s rows in ``order_by`` from ``offset``, at most ``limit`` of them, and how many it has in all."""
     total = int(await session.scalar(select(func.count()).select_from(query.subquery())) or 0)
+    if offset >= total:  # past the end: no query (and no OFFSET that overflows a bigint)
+        return [], total
     rows = (await session.execute(query.order_by(order_by).offset(offset).limit(limit))).scalars()
     return list(rows), total

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from node.db import paging
 from node.errors import Conflict, NodeError, NotFound, ValidationFailed
 from node.money import format_decimal
 from node.payments.models import Payment, PaymentLink
@@ -166,13 +167,8 @@ async def list_links(session: AsyncSession, merchant_id: uuid.UUID, branch_id: u
     where = [PaymentLink.merchant_id == merchant_id]
     if branch_id is not None:
         where.append(PaymentLink.branch_id == branch_id)
-    total = int((await session.execute(select(func.count()).select_from(PaymentLink).where(*where))).scalar_one())
-    offset = (page - 1) * per_page
-    if offset >= total:  # past the end: no query (and no OFFSET that overflows a bigint)
-        return [], total
-    rows = (await session.execute(select(PaymentLink).where(*where).order_by(PaymentLink.created_at.desc())
-                                  .offset(offset).limit(per_page))).scalars()
-    return list(rows), total
+    return await paging.page(session, select(PaymentLink).where(*where), PaymentLink.created_at.desc(),
+                             offset=(page - 1) * per_page, limit=per_page)
 
 
 async def slug_available(session: AsyncSession, slug: str) -> bool:

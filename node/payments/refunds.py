@@ -35,9 +35,10 @@ from node.config import Settings
 from node.db.paging import page
 from node.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from node.money import format_units
+from node.payments import states
 from node.payments.models import REFUNDS_IN_FLIGHT, Payment, Receipt, Refund
 from node.payments.schemas import rfc3339
-from node.payments.service import announce_state
+from node.settlement.errors import InvalidTransition
 
 log = structlog.get_logger(__name__)
 
@@ -63,10 +64,6 @@ class RefundModeNotAllowed(Forbidden):
 
 class RefundNotFound(NotFound):
     code = "REFUND_NOT_FOUND"
-
-
-class InvalidTransition(Conflict):
-    code = "INVALID_TRANSITION"
 
 
 def refund_object(r: Refund, mode: str | None = None) -> dict[str, Any]:
@@ -316,7 +313,7 @@ async def refund_completed(session: AsyncSession, settings: Settings, event: Ref
     payment.refunded_units = payment.refunded_units + event.amount
     payment.status = "refunded" if payment.refunded_units >= payment.received_final else "partially_refunded"
     payment.updated_at = now
-    await announce_state(session, settings, payment, payment.status)
+    await states.announce_payment(session, settings, payment, payment.status)
 
 
 async def list_for_payment(session: AsyncSession, payment_id: uuid.UUID) -> list[Refund]:

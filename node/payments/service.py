@@ -29,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from chain.intents import RATE_DECIMALS, PaymentIntent, payment_id, rate_to_fixed, uuid_to_bytes32
 from node.admin.platform import get_settings as platform_settings
 from node.auth.principal import MerchantPrincipal
-from node.bus import announce
 from node.config import Settings
 from node.db import Database
 from node.db.bulk import driver_connection
@@ -423,12 +422,6 @@ def intent_of(p: Payment) -> PaymentIntent:
     return PaymentIntent(payment_id=bytes(p.onchain_id), merchant_id=bytes(p.merchant_key), token=p.token,
                          amount=int(p.amount_units), fee=int(p.fee_units), fiat_amount=int(p.fiat_cents),
                          rate=int(p.rate_fixed), deadline=int(p.deadline))
-
-
-async def announce_state(session: AsyncSession, settings: Settings, p: Payment, event: str) -> None:
-    """``payment.<event>`` with the SDK Payment object (+ merchantId, mode), keyed by the payment id."""
-    data = payment_object(p, settings.public_url)
-    await announce(session, f"payment.{event}", data, key=str(p.id))
 
 
 # ------------------------------------------------------------------ queries

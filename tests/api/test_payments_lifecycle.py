@@ -99,6 +99,7 @@ class TestRefunds:
                                    ({"amount": "9.9"}, 409, "INSUFFICIENT_BALANCE"),
                                    ({"amount": "-1"}, 400, "VALIDATION_ERROR"),
                                    ({"amount": "x"}, 400, "VALIDATION_ERROR"),
+                                   ({"amount": "1.0000000000000000001"}, 400, "VALIDATION_ERROR"),  # 19th decimal
                                    ({"amount": "1", "toAddress": "0x12"}, 400, "VALIDATION_ERROR")):
             reply = await client.request("POST", path, body)
             assert reply.status_code == status and reply.json()["error"]["code"] == code, (body, reply.text)
