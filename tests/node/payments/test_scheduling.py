@@ -7,10 +7,11 @@ import dataclasses
 from datetime import timedelta
 
 from apscheduler.triggers.interval import IntervalTrigger
+from eth_account import Account
 
 from node.exchange.oracle_poster import post_if_due
 from node.exchange.rate_tasks import refresh_rates
-from node.payments import tasks
+from node.payments import onchain, tasks
 from node.scheduler import build_scheduler
 from tests.fixtures.payments import PaymentNode
 
@@ -39,4 +40,6 @@ class TestSchedulerJobs:
         assert jobs["payments.links_expiry"].args == (resources.db,)
         sweep_db, sweep_settings, operator = jobs["payments.sweep"].args
         assert sweep_db is resources.db and sweep_settings is settings
-        assert operator.sender.address  # the operator key's sender, on this node's chain
+        # the operator key's sender, on this node's chain
+        assert operator.sender.address == Account.from_key(settings.operator_key.get_secret_value()).address
+        assert operator.sender.chain_id == onchain.deployment(settings).chain_id
