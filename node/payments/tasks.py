@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -252,17 +252,11 @@ async def _close_now(db: Database, settings: Settings, payment_id: uuid.UUID) ->
 
 async def wait_for_receipt(db: Database, payment_id: uuid.UUID, tx_hash: str, timeout_s: float) -> bool:
     """Whether the indexer recorded ``tx_hash``'s money to the payment as final within ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        async with db.unit_of_work() as session:
-            found = await session.scalar(select(Receipt.id).where(
-                Receipt.payment_id == payment_id, func.lower(Receipt.tx_hash) == tx_hash.lower(), Receipt.final)
-                .limit(1))
-        if found is not None:
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        await asyncio.sleep(0.1)
+    async def recorded(session: AsyncSession) -> bool:
+        return await session.scalar(select(Receipt.id).where(
+            Receipt.payment_id == payment_id, func.lower(Receipt.tx_hash) == tx_hash.lower(), Receipt.final)
+            .limit(1)) is not None
+    return await _until(db, recorded, time.monotonic() + timeout_s)
 
 
 async def wait_indexed(db: Database, settings: Settings, timeout_s: float) -> bool:
@@ -276,11 +270,19 @@ async def wait_indexed(db: Database, settings: Settings, timeout_s: float) -> bo
     except (ChainError, TimeoutError, TypeError, ValueError) as exc:
         log.warning("callback: no chain head; answering from the indexed state", error=str(exc)[:200])
         return False
+
+    async def caught_up(session: AsyncSession) -> bool:
+        return (await states.indexed_heads(session, [settings.chain_id], ttl=0)).get(settings.chain_id, -1) >= head
+    return await _until(db, caught_up, deadline)
+
+
+async def _until(db: Database, done: Callable[[AsyncSession], Awaitable[bool]], deadline: float) -> bool:
+    """Whether ``done`` holds (asked every 0.1 s, each time in a short transaction of its own: no
+    connection is held while waiting) by ``deadline`` (``time.monotonic``)."""
     while True:
         async with db.unit_of_work() as session:
-            indexed = (await states.indexed_heads(session, [settings.chain_id], ttl=0)).get(settings.chain_id, -1)
-        if indexed >= head:
-            return True
+            if await done(session):
+                return True
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(0.1)
