@@ -154,7 +154,7 @@ def _cell(value: Any) -> str:
 @router.get("/v1/payments/{paymentId}", summary="Get a payment")
 async def get_payment(paymentId: str, session: Session, settings: Settings, principal: Reader) -> JSON:
     payment = await service.get_owned(session, principal, parse_uuid(paymentId))
-    return JSON({"data": (await states.wire_objects(session, settings.public_url, [payment]))[0]})
+    return JSON({"data": await states.wire_object(session, settings.public_url, payment)})
 
 
 @router.get("/v1/payments/{paymentId}/intent", summary="The signed on-chain intent (for wallets)")
@@ -223,7 +223,7 @@ async def list_refunds(paymentId: str, session: Session, principal: Reader) -> J
 async def accept_late(paymentId: str, session: Session, settings: Settings, principal: Writer) -> JSON:
     payment = await service.get_owned(session, principal, parse_uuid(paymentId), for_update=True)
     await states.decide_late(session, settings, payment, "ACCEPTED")
-    return JSON({"data": (await states.wire_objects(session, settings.public_url, [payment]))[0]})
+    return JSON({"data": await states.wire_object(session, settings.public_url, payment)})
 
 
 # ------------------------------------------------------------------ public: checkout API, callback, simulator

@@ -48,7 +48,7 @@ async def get_payment(id: str, session: Session, settings: Settings, principal: 
     if payment.merchant_id != principal.merchant_id or (
             principal.branch_id is not None and payment.branch_id != principal.branch_id):
         raise Forbidden("cannot access another merchant's payment")
-    return JSON({"data": (await states.wire_objects(session, settings.public_url, [payment]))[0]})
+    return JSON({"data": await states.wire_object(session, settings.public_url, payment)})
 
 
 # the reference server's query numbers (Go's strconv.Atoi): plain digits of a signed 64-bit int;

@@ -201,3 +201,7 @@ async def wire_objects(session: AsyncSession, public_url: str, payments: list[Pa
     """The payments' wire objects, ``confirmations`` counted to their chains' indexed heads."""
     heads = await indexed_heads(session, {p.chain_id for p in payments if p.block_number is not None})
     return [payment_object(p, public_url, head=heads.get(p.chain_id)) for p in payments]
+
+
+async def wire_object(session: AsyncSession, public_url: str, payment: Payment) -> dict[str, Any]:
+    return (await wire_objects(session, public_url, [payment]))[0]
