@@ -43,6 +43,14 @@ class DiesBeforeApplying(ChainSender):
             raise RuntimeError("the process dies here")
 
 
+async def admin_approves(node: PaymentNode, admin: AdminAccount, payment_id: str, refund_id: str) -> None:
+    """The refund waits for review; an administrator approves it; it is APPROVED."""
+    await refund_status(node, payment_id, "PENDING_APPROVAL")
+    approved = await node.http.post(f"/v1/admin/refunds/{refund_id}/approve", headers=admin.auth_headers)
+    assert approved.status_code == 200, approved.text
+    await refund_status(node, payment_id, "APPROVED")
+
+
 async def paid(node: PaymentNode, account: MerchantAccount, payer: str, amount: str = "10") -> dict[str, Any]:
     """A payment paid with the gateway's ``pay`` from ``payer`` and indexed."""
     data: dict[str, Any] = (await sdk(node, account).create_payment(amount=amount)).json()["data"]
@@ -247,11 +255,7 @@ class TestWhoDecides:
         made = await client.request("POST", path, {"amount": "2", "toAddress": ELSEWHERE})
         assert made.status_code == 201 and made.json()["data"]["status"] == "PENDING_APPROVAL", made.text
         assert "transfer" in made.json()["data"]["reviewReason"]
-        await refund_status(pay_node, data["id"], "PENDING_APPROVAL")
-        approved = await pay_node.http.post(f"/v1/admin/refunds/{made.json()['data']['id']}/approve",
-                                            headers=admin.auth_headers)
-        assert approved.status_code == 200
-        await refund_status(pay_node, data["id"], "APPROVED")
+        await admin_approves(pay_node, admin, data["id"], made.json()["data"]["id"])
         before = chain.token_balance(ELSEWHERE)
         await chain_sender.run_once()
         await pay_node.sync()
@@ -434,11 +438,7 @@ class TestLateMoney:
         assert whole.status_code == 409 and whole.json()["error"]["code"] == "INSUFFICIENT_BALANCE", whole.text
         made = await client.request("POST", path, {"amount": format_units(net), "toAddress": ELSEWHERE})
         assert made.status_code == 201 and made.json()["data"]["status"] == "PENDING_APPROVAL", made.text
-        await refund_status(pay_node, data["id"], "PENDING_APPROVAL")
-        approved = await pay_node.http.post(f"/v1/admin/refunds/{made.json()['data']['id']}/approve",
-                                            headers=admin.auth_headers)
-        assert approved.status_code == 200, approved.text
-        await refund_status(pay_node, data["id"], "APPROVED")
+        await admin_approves(pay_node, admin, data["id"], made.json()["data"]["id"])
         await tasks.sweep_deposits(pay_node.resources.db, pay_node.settings, operator)
         await pay_node.sync()
         before = chain.token_balance(ELSEWHERE)
@@ -469,11 +469,7 @@ class TestLateMoney:
         made = await client.request("POST", f"/v1/payments/{data['id']}/refunds",
                                     {"amount": format_units(net), "toAddress": ELSEWHERE})
         assert made.status_code == 201, made.text
-        await refund_status(pay_node, data["id"], "PENDING_APPROVAL")
-        approved = await pay_node.http.post(f"/v1/admin/refunds/{made.json()['data']['id']}/approve",
-                                            headers=admin.auth_headers)
-        assert approved.status_code == 200, approved.text
-        await refund_status(pay_node, data["id"], "APPROVED")
+        await admin_approves(pay_node, admin, data["id"], made.json()["data"]["id"])
         # a refund waits for this money: it is swept whatever its size, or the refund waits for ever
         await tasks.sweep_deposits(pay_node.resources.db, pay_node.settings, operator)
         await pay_node.sync()
